@@ -1,0 +1,6 @@
+//! The mezhved gateway's library side of the command line: argument definitions and the
+//! commands themselves, kept here (not in `main.rs`) so tests call them directly.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;

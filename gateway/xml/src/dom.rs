@@ -1,0 +1,447 @@
+//! A read-only document tree built by [`crate::parse`].
+//!
+//! Invariants: namespace prefixes are resolved at parse time (every element and attribute
+//! carries its namespace URI), attribute values are normalised as XML 1.0 §3.3.3 says,
+//! line ends are normalised (§2.11), adjacent character data (text, references, CDATA) is
+//! merged into one text node, and whitespace outside the document element is dropped.
+//! Every element remembers the byte span of its markup in the parsed input, so callers
+//! can splice new content into the original bytes without re-serialising (the bytes a
+//! sender signed stay the bytes we pass on).
+
+/// The XML namespace, bound to the `xml` prefix by definition.
+pub const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+/// The namespace of namespace declarations; never bound to a prefix.
+pub const XMLNS_NS: &str = "http://www.w3.org/2000/xmlns/";
+
+/// Index of a node in its [`Document`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub(crate) u32);
+
+impl NodeId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Index of an interned namespace URI; [`NsId::NONE`] is "no namespace".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NsId(pub(crate) u32);
+
+impl NsId {
+    pub const NONE: NsId = NsId(0);
+}
+
+/// A qualified name as written, with the split between prefix and local part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name {
+    pub(crate) qname: Box<str>,
+    /// Byte index where the local part starts (0 when there is no prefix).
+    pub(crate) local_start: usize,
+}
+
+impl Name {
+    pub(crate) fn new(qname: &str) -> Name {
+        let local_start = qname.find(':').map_or(0, |i| i + 1);
+        Name {
+            qname: qname.into(),
+            local_start,
+        }
+    }
+    pub fn qname(&self) -> &str {
+        &self.qname
+    }
+    pub fn local_name(&self) -> &str {
+        &self.qname[self.local_start..]
+    }
+    /// The prefix, `None` when unprefixed.
+    pub fn prefix(&self) -> Option<&str> {
+        if self.local_start == 0 {
+            None
+        } else {
+            Some(&self.qname[..self.local_start - 1])
+        }
+    }
+}
+
+/// An attribute (namespace declarations are kept apart, in [`Element::namespace_declarations`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribute {
+    pub(crate) name: Name,
+    pub(crate) ns: NsId,
+    pub(crate) value: Box<str>,
+}
+
+impl Attribute {
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+    pub fn local_name(&self) -> &str {
+        self.name.local_name()
+    }
+    pub fn prefix(&self) -> Option<&str> {
+        self.name.prefix()
+    }
+    pub fn namespace(&self) -> NsId {
+        self.ns
+    }
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+/// A namespace declaration as written on an element: `xmlns="uri"` has the empty prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceDeclaration {
+    pub(crate) prefix: Box<str>,
+    pub(crate) uri: NsId,
+}
+
+impl NamespaceDeclaration {
+    /// The declared prefix; empty for the default namespace.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+    pub fn uri(&self) -> NsId {
+        self.uri
+    }
+}
+
+/// Byte offsets of an element's markup in the parsed input: `start..start_tag_end` is the
+/// start tag (or the whole empty-element tag), `end_tag_start..end` the end tag; for an
+/// empty-element tag `start_tag_end == end_tag_start == end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    pub start: usize,
+    pub start_tag_end: usize,
+    pub end_tag_start: usize,
+    pub end: usize,
+}
+
+impl Span {
+    /// Whether the element was written as `<a/>`.
+    pub fn is_empty_element_tag(&self) -> bool {
+        self.start_tag_end == self.end
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    pub(crate) name: Name,
+    pub(crate) ns: NsId,
+    pub(crate) ns_decls: Vec<NamespaceDeclaration>,
+    pub(crate) attributes: Vec<Attribute>,
+    pub(crate) span: Span,
+}
+
+impl Element {
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+    pub fn local_name(&self) -> &str {
+        self.name.local_name()
+    }
+    pub fn prefix(&self) -> Option<&str> {
+        self.name.prefix()
+    }
+    pub fn namespace(&self) -> NsId {
+        self.ns
+    }
+    pub fn attributes(&self) -> &[Attribute] {
+        &self.attributes
+    }
+    pub fn namespace_declarations(&self) -> &[NamespaceDeclaration] {
+        &self.ns_decls
+    }
+    pub fn span(&self) -> Span {
+        self.span
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeKind {
+    Document,
+    Element(Element),
+    Text(Box<str>),
+    Comment(Box<str>),
+    ProcessingInstruction { target: Box<str>, data: Box<str> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub(crate) parent: Option<NodeId>,
+    pub(crate) first_child: Option<NodeId>,
+    pub(crate) last_child: Option<NodeId>,
+    pub(crate) next_sibling: Option<NodeId>,
+    pub(crate) kind: NodeKind,
+}
+
+impl Node {
+    pub fn kind(&self) -> &NodeKind {
+        &self.kind
+    }
+    pub fn parent(&self) -> Option<NodeId> {
+        self.parent
+    }
+    pub fn as_element(&self) -> Option<&Element> {
+        match &self.kind {
+            NodeKind::Element(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A parsed document. Node 0 is the document node; [`Document::root`] is its element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) namespaces: Vec<Box<str>>,
+    pub(crate) root: NodeId,
+}
+
+impl Document {
+    pub const DOCUMENT_NODE: NodeId = NodeId(0);
+
+    /// The document element.
+    pub fn root(&self) -> NodeId {
+        self.root
+    }
+
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id.index()]
+    }
+
+    /// The element at `id`, `None` if that node is not an element.
+    pub fn element(&self, id: NodeId) -> Option<&Element> {
+        self.node(id).as_element()
+    }
+
+    /// All nodes with their ids, in document order.
+    pub fn nodes_iter(&self) -> impl Iterator<Item = (NodeId, &Node)> + '_ {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (NodeId(i as u32), n))
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.len() <= 1
+    }
+
+    /// The namespace URI behind an [`NsId`] ("" for none).
+    pub fn ns_uri(&self, ns: NsId) -> &str {
+        &self.namespaces[ns.0 as usize]
+    }
+
+    /// The [`NsId`] of a URI, if any node of this document uses it.
+    pub fn ns_id(&self, uri: &str) -> Option<NsId> {
+        if uri.is_empty() {
+            return Some(NsId::NONE);
+        }
+        self.namespaces
+            .iter()
+            .position(|u| &**u == uri)
+            .map(|i| NsId(i as u32))
+    }
+
+    /// Namespace URI of the element at `id` ("" for none or for a non-element).
+    pub fn element_ns_uri(&self, id: NodeId) -> &str {
+        self.element(id).map_or("", |e| self.ns_uri(e.ns))
+    }
+
+    /// Whether the element at `id` has this namespace URI and local name.
+    pub fn is_element(&self, id: NodeId, ns_uri: &str, local_name: &str) -> bool {
+        match self.element(id) {
+            Some(e) => e.local_name() == local_name && self.ns_uri(e.ns) == ns_uri,
+            None => false,
+        }
+    }
+
+    pub fn children(&self, id: NodeId) -> Children<'_> {
+        Children {
+            doc: self,
+            next: self.node(id).first_child,
+        }
+    }
+
+    /// The element children of `id`.
+    pub fn child_elements(&self, id: NodeId) -> impl Iterator<Item = NodeId> + '_ {
+        self.children(id).filter(|c| self.element(*c).is_some())
+    }
+
+    /// Element children of `id` with the given expanded name.
+    pub fn children_named<'a>(
+        &'a self,
+        id: NodeId,
+        ns_uri: &'a str,
+        local_name: &'a str,
+    ) -> impl Iterator<Item = NodeId> + 'a {
+        self.children(id)
+            .filter(move |c| self.is_element(*c, ns_uri, local_name))
+    }
+
+    pub fn parent(&self, id: NodeId) -> Option<NodeId> {
+        self.node(id).parent
+    }
+
+    /// `id` and all nodes below it, in document order.
+    pub fn descendants(&self, id: NodeId) -> Descendants<'_> {
+        Descendants {
+            doc: self,
+            top: id,
+            next: Some(id),
+        }
+    }
+
+    /// Whether `ancestor` is `node` or one of its ancestors.
+    pub fn is_ancestor_or_self(&self, ancestor: NodeId, node: NodeId) -> bool {
+        let mut cur = Some(node);
+        while let Some(n) = cur {
+            if n == ancestor {
+                return true;
+            }
+            cur = self.node(n).parent;
+        }
+        false
+    }
+
+    /// Depth of an element: the document element is 1.
+    pub fn depth(&self, id: NodeId) -> usize {
+        let mut d = 0;
+        let mut cur = self.node(id).parent;
+        while let Some(n) = cur {
+            d += 1;
+            cur = self.node(n).parent;
+        }
+        d
+    }
+
+    /// The concatenated text of the element's direct text children.
+    pub fn text(&self, id: NodeId) -> String {
+        let mut s = String::new();
+        for c in self.children(id) {
+            if let NodeKind::Text(t) = &self.node(c).kind {
+                s.push_str(t);
+            }
+        }
+        s
+    }
+
+    /// The value of the attribute with this namespace URI ("" for none) and local name.
+    pub fn attribute(&self, id: NodeId, ns_uri: &str, local_name: &str) -> Option<&str> {
+        let e = self.element(id)?;
+        e.attributes
+            .iter()
+            .find(|a| a.local_name() == local_name && self.ns_uri(a.ns) == ns_uri)
+            .map(|a| a.value())
+    }
+
+    /// The namespace bound to `prefix` ("" = default) in scope at element `id`.
+    /// `None` when unbound (the default namespace unbound or undeclared gives `None`).
+    pub fn lookup_namespace(&self, id: NodeId, prefix: &str) -> Option<NsId> {
+        if prefix == "xml" {
+            return self.ns_id(XML_NS);
+        }
+        let mut cur = Some(id);
+        while let Some(n) = cur {
+            if let Some(e) = self.element(n) {
+                if let Some(d) = e.ns_decls.iter().find(|d| &*d.prefix == prefix) {
+                    return if d.uri == NsId::NONE {
+                        None
+                    } else {
+                        Some(d.uri)
+                    };
+                }
+            }
+            cur = self.node(n).parent;
+        }
+        None
+    }
+
+    /// The namespace bindings in scope at element `id` (nearest declaration wins),
+    /// excluding the implicit `xml` binding and undeclared defaults, sorted by prefix.
+    pub fn in_scope_namespaces(&self, id: NodeId) -> Vec<(&str, NsId)> {
+        let mut seen: Vec<(&str, NsId)> = Vec::new();
+        let mut cur = Some(id);
+        while let Some(n) = cur {
+            if let Some(e) = self.element(n) {
+                for d in &e.ns_decls {
+                    if !seen.iter().any(|(p, _)| *p == &*d.prefix) {
+                        seen.push((&d.prefix, d.uri));
+                    }
+                }
+            }
+            cur = self.node(n).parent;
+        }
+        seen.retain(|(_, u)| *u != NsId::NONE);
+        seen.sort_by(|a, b| a.0.cmp(b.0));
+        seen
+    }
+
+    /// A readable path of the element, e.g. `/soap:Envelope/soap:Body/ns:SendRequestRequest`.
+    pub fn path(&self, id: NodeId) -> String {
+        let mut parts = Vec::new();
+        let mut cur = Some(id);
+        while let Some(n) = cur {
+            if let Some(e) = self.element(n) {
+                parts.push(e.name.qname().to_string());
+            }
+            cur = self.node(n).parent;
+        }
+        parts.reverse();
+        format!("/{}", parts.join("/"))
+    }
+}
+
+#[derive(Debug)]
+pub struct Children<'a> {
+    doc: &'a Document,
+    next: Option<NodeId>,
+}
+
+impl Iterator for Children<'_> {
+    type Item = NodeId;
+    fn next(&mut self) -> Option<NodeId> {
+        let cur = self.next?;
+        self.next = self.doc.node(cur).next_sibling;
+        Some(cur)
+    }
+}
+
+/// Pre-order traversal of a subtree.
+#[derive(Debug)]
+pub struct Descendants<'a> {
+    doc: &'a Document,
+    top: NodeId,
+    next: Option<NodeId>,
+}
+
+impl Iterator for Descendants<'_> {
+    type Item = NodeId;
+    fn next(&mut self) -> Option<NodeId> {
+        let cur = self.next?;
+        let node = self.doc.node(cur);
+        self.next = if let Some(c) = node.first_child {
+            Some(c)
+        } else {
+            let mut n = cur;
+            loop {
+                if n == self.top {
+                    break None;
+                }
+                let nn = self.doc.node(n);
+                if let Some(s) = nn.next_sibling {
+                    break Some(s);
+                }
+                match nn.parent {
+                    Some(p) => n = p,
+                    None => break None,
+                }
+            }
+        };
+        Some(cur)
+    }
+}

@@ -601,10 +601,15 @@ impl<'a> Parser<'a> {
 
     fn run(mut self) -> Result<Document, XmlError> {
         if let Some(at) = find_prolog_doctype(self.text) {
-            let body_end = self.text[at..]
-                .find("]>")
-                .map_or(self.text.len(), |p| at + p + 2);
-            let body = &self.text[at..body_end];
+            // The declaration ends at the first '>' unless an internal subset ('[' before
+            // it) runs to "]>"; only that text is classified.
+            let rest = &self.text[at..];
+            let first_gt = rest.find('>').unwrap_or(rest.len());
+            let end = match rest[..first_gt].find('[') {
+                Some(_) => rest.find("]>").map_or(rest.len(), |p| p + 2),
+                None => first_gt,
+            };
+            let body = &rest[..end];
             return Err(doctype_error(body, self.pos(at)));
         }
         let text = self.text;

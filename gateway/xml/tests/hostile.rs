@@ -65,6 +65,8 @@ fn any_dtd_is_refused() {
         &b"<!DOCTYPE foo><foo/>"[..],
         b"<?xml version=\"1.0\"?><!-- c --><!DOCTYPE foo [<!ELEMENT foo ANY>]><foo/>",
         b"<!doctype foo><foo/>",
+        // Words after the declaration do not make it an external reference.
+        b"<!DOCTYPE foo><foo>SYSTEM PUBLIC</foo>",
     ] {
         let r = parse(doc, &Limits::default());
         assert!(matches!(r, Err(XmlError::DtdForbidden { .. })), "{r:?}");

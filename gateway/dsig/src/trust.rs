@@ -29,12 +29,21 @@
 //!   OpenSSL's CRL check would mean re-reading files on every verification. The rules
 //!   above are the RFC 5280 basics that OpenSSL's `-crl_check_all` applies too.
 //! - The `gost` engine is loaded before any certificate is parsed, so GOST chains verify.
+//! - Verdicts are cached, and a cached verdict is exactly what a fresh check would say:
+//!   the store is immutable after loading, so a verdict depends only on the certificates
+//!   and on where `at` falls among the finitely many times the checks compare it with
+//!   (every notBefore/notAfter in the store and the path, every CRL thisUpdate/nextUpdate).
+//!   The cache key is the certificates' digest plus the start of the interval between
+//!   consecutive such times that holds `at`. Only successes are cached. Parsed signer
+//!   certificates are cached by the digest of their DER (OpenSSL 3 decodes a key in
+//!   ~100 µs; agencies reuse one certificate for thousands of messages).
 //! - No input can make this module panic; malformed DER yields an error.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use openssl::asn1::{Asn1Time, Asn1TimeRef};
@@ -95,6 +104,20 @@ pub struct TrustStore {
     intermediates: Vec<X509>,
     crls: Vec<LoadedCrl>,
     policy: RevocationPolicy,
+    /// Every time the checks compare `at` with, from the store itself, and the second
+    /// after each (a `<` and a `<=` comparison flip one second apart); sorted, unique.
+    boundaries: Vec<i64>,
+    cache: Mutex<Cache>,
+}
+
+/// Most entries each cache map holds; when full it is emptied (a region has a few
+/// thousand information systems, so this is rarely reached).
+const CACHE_CAPACITY: usize = 4096;
+
+#[derive(Default)]
+struct Cache {
+    verdicts: HashMap<([u8; 32], i64), VerifiedCertificate>,
+    certificates: HashMap<[u8; 32], X509>,
 }
 
 impl fmt::Debug for TrustStore {
@@ -193,12 +216,75 @@ impl TrustStore {
             }
         }
 
+        let mut boundaries = Vec::new();
+        for c in anchors.iter().chain(&intermediates) {
+            push_validity(&mut boundaries, c)?;
+        }
+        for loaded in &crls {
+            push_boundary(&mut boundaries, asn1_unix(loaded.crl.last_update())?);
+            if let Some(next) = loaded.crl.next_update() {
+                push_boundary(&mut boundaries, asn1_unix(next)?);
+            }
+        }
+        boundaries.sort_unstable();
+        boundaries.dedup();
+
         Ok(Self {
             anchors,
             intermediates,
             crls,
             policy: RevocationPolicy::default(),
+            boundaries,
+            cache: Mutex::new(Cache::default()),
         })
+    }
+
+    /// Parses a DER certificate (a signature's KeyInfo), reusing an earlier parse of the
+    /// same bytes.
+    pub fn certificate_from_der(&self, der: &[u8]) -> Result<X509, DsigError> {
+        let key = openssl::sha::sha256(der);
+        if let Some(c) = self.lock_cache().certificates.get(&key) {
+            return Ok(c.clone());
+        }
+        // GOST keys are decoded at parse time and need the engine first.
+        let _ = gost::ensure_loaded();
+        let cert = X509::from_der(der).map_err(|e| DsigError::BadCertificate(e.to_string()))?;
+        let mut cache = self.lock_cache();
+        if cache.certificates.len() >= CACHE_CAPACITY {
+            cache.certificates.clear();
+        }
+        cache.certificates.insert(key, cert.clone());
+        Ok(cert)
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        // A panic elsewhere while holding the lock leaves a consistent map (inserts and
+        // clears are single calls), so a poisoned lock is still usable.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The cache key of a verdict: digest of the certificates, and the start of the
+    /// interval of times (see the module docs) that holds `at`.
+    fn verdict_key(
+        &self,
+        cert: &X509Ref,
+        chain: &[X509],
+        at: i64,
+    ) -> Result<([u8; 32], i64), DsigError> {
+        let mut hasher = openssl::sha::Sha256::new();
+        let mut extra = Vec::with_capacity(4 * (chain.len() + 1));
+        for c in std::iter::once(cert).chain(chain.iter().map(|c| &**c)) {
+            let der = c.to_der()?;
+            hasher.update(&(der.len() as u64).to_be_bytes());
+            hasher.update(&der);
+            push_validity(&mut extra, c)?;
+        }
+        let below = |b: &[i64]| b.iter().copied().filter(|t| *t <= at).max();
+        let start = match (below(&self.boundaries), below(&extra)) {
+            (Some(a), Some(b)) => a.max(b),
+            (a, b) => a.or(b).unwrap_or(i64::MIN),
+        };
+        Ok((hasher.finish(), start))
     }
 
     /// Sets how a missing CRL is treated (default [`RevocationPolicy::RequireCrl`]).
@@ -222,6 +308,25 @@ impl TrustStore {
         at: SystemTime,
     ) -> Result<VerifiedCertificate, DsigError> {
         let at = unix_seconds(at);
+        let key = self.verdict_key(cert, chain, at)?;
+        if let Some(v) = self.lock_cache().verdicts.get(&key) {
+            return Ok(v.clone());
+        }
+        let verdict = self.verify_uncached(cert, chain, at)?;
+        let mut cache = self.lock_cache();
+        if cache.verdicts.len() >= CACHE_CAPACITY {
+            cache.verdicts.clear();
+        }
+        cache.verdicts.insert(key, verdict.clone());
+        Ok(verdict)
+    }
+
+    fn verify_uncached(
+        &self,
+        cert: &X509Ref,
+        chain: &[X509],
+        at: i64,
+    ) -> Result<VerifiedCertificate, DsigError> {
         let path = self.build_path(cert, chain, at)?;
         check_leaf_usage(cert)?;
         self.check_revocation(&path, at)?;
@@ -653,6 +758,18 @@ fn to_hex(bytes: &[u8]) -> String {
 }
 
 /// Seconds since the Unix epoch; negative before it.
+/// Records `t` and `t + 1` as points where a comparison with `at` may change its answer.
+fn push_boundary(out: &mut Vec<i64>, t: i64) {
+    out.push(t);
+    out.push(t.saturating_add(1));
+}
+
+fn push_validity(out: &mut Vec<i64>, c: &X509Ref) -> Result<(), DsigError> {
+    push_boundary(out, asn1_unix(c.not_before())?);
+    push_boundary(out, asn1_unix(c.not_after())?);
+    Ok(())
+}
+
 fn unix_seconds(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),

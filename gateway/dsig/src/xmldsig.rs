@@ -98,7 +98,8 @@ struct ParsedSignature {
     digest_algorithm: DigestAlgorithm,
     digest_value: Vec<u8>,
     signature_value: Vec<u8>,
-    certificate: Option<X509>,
+    /// DER of the KeyInfo certificate, parsed later through the trust store's cache.
+    certificate_der: Option<Vec<u8>>,
 }
 
 fn malformed(msg: impl Into<String>) -> DsigError {
@@ -187,10 +188,10 @@ fn parse_signature(doc: &Document, signature: NodeId) -> Result<ParsedSignature,
     expect_ds(doc, signed_info, "SignedInfo")?;
     let value_el = it.next().ok_or_else(|| malformed("no ds:SignatureValue"))?;
     expect_ds(doc, value_el, "SignatureValue")?;
-    let mut certificate = None;
+    let mut certificate_der = None;
     if let Some(key_info) = it.next() {
         expect_ds(doc, key_info, "KeyInfo")?;
-        certificate = read_key_info(doc, key_info)?;
+        certificate_der = read_key_info(doc, key_info)?;
     }
     if let Some(extra) = it.next() {
         return Err(malformed(format!(
@@ -297,12 +298,12 @@ fn parse_signature(doc: &Document, signature: NodeId) -> Result<ParsedSignature,
         digest_algorithm,
         digest_value,
         signature_value: base64_text(doc, value_el)?,
-        certificate,
+        certificate_der,
     })
 }
 
-fn read_key_info(doc: &Document, key_info: NodeId) -> Result<Option<X509>, DsigError> {
-    let mut found: Option<X509> = None;
+fn read_key_info(doc: &Document, key_info: NodeId) -> Result<Option<Vec<u8>>, DsigError> {
+    let mut found: Option<Vec<u8>> = None;
     for c in element_children(doc, key_info)? {
         if !doc.is_element(c, DSIG_NS, "X509Data") {
             continue;
@@ -312,13 +313,7 @@ fn read_key_info(doc: &Document, key_info: NodeId) -> Result<Option<X509>, DsigE
                 if found.is_some() {
                     return Err(malformed("KeyInfo carries more than one X509Certificate"));
                 }
-                let der = base64_text(doc, d)?;
-                // OpenSSL decodes the key at parse time: a GOST key needs the engine
-                // first. Without the engine a GOST certificate fails below, as it should.
-                let _ = crate::gost::ensure_loaded();
-                let cert =
-                    X509::from_der(&der).map_err(|e| DsigError::BadCertificate(e.to_string()))?;
-                found = Some(cert);
+                found = Some(base64_text(doc, d)?);
             }
         }
     }
@@ -459,10 +454,11 @@ pub fn verify_document(
         return Err(DsigError::DigestMismatch);
     }
 
-    let certificate = sig
-        .certificate
-        .clone()
+    let der = sig
+        .certificate_der
+        .as_deref()
         .ok_or(DsigError::CertificateMissing)?;
+    let certificate = trust.certificate_from_der(der)?;
     let mut signed_info = Vec::new();
     c14n::canonicalize(
         doc,

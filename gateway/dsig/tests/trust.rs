@@ -488,3 +488,63 @@ fn one_file_may_hold_several_certificates_and_der_is_accepted() {
         .unwrap_err();
     assert!(matches!(err, DsigError::CertificateRevoked), "{err:?}");
 }
+
+/// The verdict cache never changes an answer: around every time the checks compare with
+/// (one second before, at, one second after each notBefore/notAfter of the leaf and its
+/// CAs), a store that has cached earlier verdicts answers exactly like a fresh one, in
+/// both directions of time.
+#[test]
+fn cached_verdicts_equal_fresh_ones_at_every_boundary() {
+    let outcome = |r: Result<mezhved_dsig::trust::VerifiedCertificate, DsigError>| match r {
+        Ok(v) => format!("ok {}", v.subject),
+        Err(e) => format!("{e:?}"),
+    };
+    for alg in ["rsa", "ecdsa", "gost"] {
+        let leaf = cert(&format!("{alg}/consumer-is.cert.pem"));
+        let mut times = vec![unix_seconds(now())];
+        for c in [
+            leaf.clone(),
+            cert(&format!("{alg}/intermediate-ca.cert.pem")),
+            cert(&format!("{alg}/root-ca.cert.pem")),
+        ] {
+            for t in [unix(c.not_before()), unix(c.not_after())] {
+                times.extend([t - 1, t, t + 1]);
+            }
+        }
+        let cached = store();
+        let mut sequence = times.clone();
+        sequence.extend(times.iter().rev());
+        for t in sequence {
+            let at = UNIX_EPOCH + Duration::from_secs(t);
+            let fresh = outcome(store().verify(&leaf, &[], at));
+            let warm = outcome(cached.verify(&leaf, &[], at));
+            assert_eq!(warm, fresh, "{alg} at {t}");
+        }
+        // The cache really answers: the same time twice gives the same verdict.
+        let at = now();
+        assert_eq!(
+            outcome(cached.verify(&leaf, &[], at)),
+            outcome(cached.verify(&leaf, &[], at))
+        );
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[test]
+fn certificates_parsed_from_der_are_the_same_certificate() {
+    let store = store();
+    let der = cert("rsa/consumer-is.cert.pem").to_der().expect("der");
+    let a = store.certificate_from_der(&der).expect("parses");
+    let b = store.certificate_from_der(&der).expect("cached");
+    assert_eq!(a.to_der().expect("der"), der);
+    assert_eq!(b.to_der().expect("der"), der);
+    assert!(matches!(
+        store.certificate_from_der(&der[..der.len() - 1]),
+        Err(DsigError::BadCertificate(_))
+    ));
+}

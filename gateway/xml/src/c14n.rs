@@ -79,7 +79,7 @@ struct Canonicalizer<'a> {
     frames: Vec<usize>,
     inclusive: Vec<&'a str>,
     scratch_ns: Vec<(&'a str, NsId)>,
-    scratch_attrs: Vec<&'a crate::dom::Attribute>,
+    scratch_attrs: Vec<crate::dom::Attribute<'a>>,
 }
 
 enum Step {
@@ -229,7 +229,9 @@ impl<'a> Canonicalizer<'a> {
 
         let attrs = e.attributes();
         if attrs.len() == 1 {
-            write_attribute(out, &attrs[0]);
+            if let Some(a) = attrs.get(0) {
+                write_attribute(out, &a);
+            }
         } else if !attrs.is_empty() {
             let mut sorted = std::mem::take(&mut self.scratch_attrs);
             sorted.clear();
@@ -259,7 +261,7 @@ impl<'a> Canonicalizer<'a> {
     }
 }
 
-fn write_attribute(out: &mut Vec<u8>, a: &crate::dom::Attribute) {
+fn write_attribute(out: &mut Vec<u8>, a: &crate::dom::Attribute<'_>) {
     out.push(b' ');
     out.extend_from_slice(a.name().qname().as_bytes());
     out.extend_from_slice(b"=\"");

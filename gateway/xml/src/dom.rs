@@ -31,30 +31,69 @@ impl NsId {
     pub const NONE: NsId = NsId(0);
 }
 
-/// A qualified name as written, with the split between prefix and local part.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Name {
-    pub(crate) qname: Box<str>,
-    /// Byte index where the local part starts (0 when there is no prefix).
-    pub(crate) local_start: usize,
+/// A range of [`Document`]'s string arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Str {
+    pub(crate) start: u32,
+    pub(crate) end: u32,
 }
 
-impl Name {
-    pub(crate) fn new(qname: &str) -> Name {
-        let local_start = qname.find(':').map_or(0, |i| i + 1);
-        Name {
-            qname: qname.into(),
-            local_start,
-        }
+/// A qualified name as stored: its text and where the local part starts in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NameData {
+    pub(crate) qname: Str,
+    /// Byte index in the qname where the local part starts (0 when there is no prefix).
+    pub(crate) local_start: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AttributeData {
+    pub(crate) name: NameData,
+    pub(crate) ns: NsId,
+    pub(crate) value: Str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NsDeclData {
+    pub(crate) prefix: Str,
+    pub(crate) uri: NsId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ElementData {
+    pub(crate) name: NameData,
+    pub(crate) ns: NsId,
+    /// Ranges of [`Document`]'s declaration and attribute tables.
+    pub(crate) ns_decls: (u32, u32),
+    pub(crate) attributes: (u32, u32),
+    pub(crate) span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NodeData {
+    Document,
+    Element(ElementData),
+    Text(Str),
+    Comment(Str),
+    ProcessingInstruction { target: Str, data: Str },
+}
+
+/// A qualified name as written, with the split between prefix and local part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Name<'a> {
+    qname: &'a str,
+    local_start: usize,
+}
+
+impl<'a> Name<'a> {
+    pub fn qname(&self) -> &'a str {
+        self.qname
     }
-    pub fn qname(&self) -> &str {
-        &self.qname
-    }
-    pub fn local_name(&self) -> &str {
+    pub fn local_name(&self) -> &'a str {
         &self.qname[self.local_start..]
     }
     /// The prefix, `None` when unprefixed.
-    pub fn prefix(&self) -> Option<&str> {
+    pub fn prefix(&self) -> Option<&'a str> {
         if self.local_start == 0 {
             None
         } else {
@@ -63,43 +102,75 @@ impl Name {
     }
 }
 
-/// An attribute (namespace declarations are kept apart, in [`Element::namespace_declarations`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attribute {
-    pub(crate) name: Name,
-    pub(crate) ns: NsId,
-    pub(crate) value: Box<str>,
+/// An attribute (namespace declarations are kept apart, in
+/// [`Element::namespace_declarations`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Attribute<'a> {
+    doc: &'a Document,
+    data: &'a AttributeData,
 }
 
-impl Attribute {
-    pub fn name(&self) -> &Name {
-        &self.name
+impl<'a> Attribute<'a> {
+    pub fn name(&self) -> Name<'a> {
+        self.doc.name(&self.data.name)
     }
-    pub fn local_name(&self) -> &str {
-        self.name.local_name()
+    pub fn local_name(&self) -> &'a str {
+        self.name().local_name()
     }
-    pub fn prefix(&self) -> Option<&str> {
-        self.name.prefix()
+    pub fn prefix(&self) -> Option<&'a str> {
+        self.name().prefix()
     }
     pub fn namespace(&self) -> NsId {
-        self.ns
+        self.data.ns
     }
-    pub fn value(&self) -> &str {
-        &self.value
+    pub fn value(&self) -> &'a str {
+        self.doc.str(self.data.value)
+    }
+}
+
+/// The attributes of one element, in document order.
+#[derive(Debug, Clone, Copy)]
+pub struct Attributes<'a> {
+    doc: &'a Document,
+    data: &'a [AttributeData],
+}
+
+impl<'a> Attributes<'a> {
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+    pub fn get(&self, i: usize) -> Option<Attribute<'a>> {
+        let doc = self.doc;
+        self.data.get(i).map(|data| Attribute { doc, data })
+    }
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Attribute<'a>> + 'a {
+        let doc = self.doc;
+        self.data.iter().map(move |data| Attribute { doc, data })
+    }
+}
+
+impl<'a> IntoIterator for Attributes<'a> {
+    type Item = Attribute<'a>;
+    type IntoIter = Box<dyn ExactSizeIterator<Item = Attribute<'a>> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
     }
 }
 
 /// A namespace declaration as written on an element: `xmlns="uri"` has the empty prefix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NamespaceDeclaration {
-    pub(crate) prefix: Box<str>,
-    pub(crate) uri: NsId,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NamespaceDeclaration<'a> {
+    prefix: &'a str,
+    uri: NsId,
 }
 
-impl NamespaceDeclaration {
+impl<'a> NamespaceDeclaration<'a> {
     /// The declared prefix; empty for the default namespace.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
+    pub fn prefix(&self) -> &'a str {
+        self.prefix
     }
     pub fn uri(&self) -> NsId {
         self.uri
@@ -124,78 +195,116 @@ impl Span {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Element {
-    pub(crate) name: Name,
-    pub(crate) ns: NsId,
-    pub(crate) ns_decls: Vec<NamespaceDeclaration>,
-    pub(crate) attributes: Vec<Attribute>,
-    pub(crate) span: Span,
+/// An element of a [`Document`].
+#[derive(Debug, Clone, Copy)]
+pub struct Element<'a> {
+    doc: &'a Document,
+    data: &'a ElementData,
 }
 
-impl Element {
-    pub fn name(&self) -> &Name {
-        &self.name
+impl<'a> Element<'a> {
+    pub fn name(&self) -> Name<'a> {
+        self.doc.name(&self.data.name)
     }
-    pub fn local_name(&self) -> &str {
-        self.name.local_name()
+    pub fn local_name(&self) -> &'a str {
+        self.name().local_name()
     }
-    pub fn prefix(&self) -> Option<&str> {
-        self.name.prefix()
+    pub fn prefix(&self) -> Option<&'a str> {
+        self.name().prefix()
     }
     pub fn namespace(&self) -> NsId {
-        self.ns
+        self.data.ns
     }
-    pub fn attributes(&self) -> &[Attribute] {
-        &self.attributes
+    pub fn attributes(&self) -> Attributes<'a> {
+        let (a, b) = self.data.attributes;
+        Attributes {
+            doc: self.doc,
+            data: &self.doc.attributes[a as usize..b as usize],
+        }
     }
-    pub fn namespace_declarations(&self) -> &[NamespaceDeclaration] {
-        &self.ns_decls
+    pub fn namespace_declarations(&self) -> impl Iterator<Item = NamespaceDeclaration<'a>> + 'a {
+        let doc = self.doc;
+        let (a, b) = self.data.ns_decls;
+        doc.ns_decls[a as usize..b as usize]
+            .iter()
+            .map(move |d| NamespaceDeclaration {
+                prefix: doc.str(d.prefix),
+                uri: d.uri,
+            })
     }
     pub fn span(&self) -> Span {
-        self.span
+        self.data.span
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NodeKind {
+/// What a node is.
+#[derive(Debug, Clone, Copy)]
+pub enum NodeKind<'a> {
     Document,
-    Element(Element),
-    Text(Box<str>),
-    Comment(Box<str>),
-    ProcessingInstruction { target: Box<str>, data: Box<str> },
+    Element(Element<'a>),
+    Text(&'a str),
+    Comment(&'a str),
+    ProcessingInstruction { target: &'a str, data: &'a str },
 }
 
+/// The tree links of a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Node {
+pub(crate) struct NodeSlot {
     pub(crate) parent: Option<NodeId>,
     pub(crate) first_child: Option<NodeId>,
     pub(crate) last_child: Option<NodeId>,
     pub(crate) next_sibling: Option<NodeId>,
-    pub(crate) kind: NodeKind,
+    pub(crate) data: NodeData,
 }
 
-impl Node {
-    pub fn kind(&self) -> &NodeKind {
-        &self.kind
+/// A node of a [`Document`].
+#[derive(Debug, Clone, Copy)]
+pub struct Node<'a> {
+    doc: &'a Document,
+    slot: &'a NodeSlot,
+}
+
+impl<'a> Node<'a> {
+    pub fn kind(&self) -> NodeKind<'a> {
+        let doc = self.doc;
+        match &self.slot.data {
+            NodeData::Document => NodeKind::Document,
+            NodeData::Element(data) => NodeKind::Element(Element { doc, data }),
+            NodeData::Text(s) => NodeKind::Text(doc.str(*s)),
+            NodeData::Comment(s) => NodeKind::Comment(doc.str(*s)),
+            NodeData::ProcessingInstruction { target, data } => NodeKind::ProcessingInstruction {
+                target: doc.str(*target),
+                data: doc.str(*data),
+            },
+        }
     }
     pub fn parent(&self) -> Option<NodeId> {
-        self.parent
+        self.slot.parent
     }
-    pub fn as_element(&self) -> Option<&Element> {
-        match &self.kind {
-            NodeKind::Element(e) => Some(e),
+    pub fn as_element(&self) -> Option<Element<'a>> {
+        match &self.slot.data {
+            NodeData::Element(data) => Some(Element {
+                doc: self.doc,
+                data,
+            }),
             _ => None,
         }
     }
 }
 
 /// A parsed document. Node 0 is the document node; [`Document::root`] is its element.
+///
+/// Storage invariant: every string of the document (names, text, attribute values,
+/// prefixes) lives in one arena, and attributes and declarations in two tables, so a
+/// document is a handful of allocations however many nodes it has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {
-    pub(crate) nodes: Vec<Node>,
+    pub(crate) nodes: Vec<NodeSlot>,
     pub(crate) namespaces: Vec<Box<str>>,
     pub(crate) root: NodeId,
+    pub(crate) strings: String,
+    pub(crate) attributes: Vec<AttributeData>,
+    pub(crate) ns_decls: Vec<NsDeclData>,
 }
 
 impl Document {
@@ -206,21 +315,39 @@ impl Document {
         self.root
     }
 
-    pub fn node(&self, id: NodeId) -> &Node {
+    pub(crate) fn str(&self, s: Str) -> &str {
+        &self.strings[s.start as usize..s.end as usize]
+    }
+
+    pub(crate) fn name(&self, n: &NameData) -> Name<'_> {
+        Name {
+            qname: self.str(n.qname),
+            local_start: n.local_start as usize,
+        }
+    }
+
+    pub(crate) fn slot(&self, id: NodeId) -> &NodeSlot {
         &self.nodes[id.index()]
     }
 
+    pub fn node(&self, id: NodeId) -> Node<'_> {
+        Node {
+            doc: self,
+            slot: &self.nodes[id.index()],
+        }
+    }
+
     /// The element at `id`, `None` if that node is not an element.
-    pub fn element(&self, id: NodeId) -> Option<&Element> {
+    pub fn element(&self, id: NodeId) -> Option<Element<'_>> {
         self.node(id).as_element()
     }
 
     /// All nodes with their ids, in document order.
-    pub fn nodes_iter(&self) -> impl Iterator<Item = (NodeId, &Node)> + '_ {
+    pub fn nodes_iter(&self) -> impl Iterator<Item = (NodeId, Node<'_>)> + '_ {
         self.nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| (NodeId(i as u32), n))
+            .map(move |(i, slot)| (NodeId(i as u32), Node { doc: self, slot }))
     }
 
     pub fn len(&self) -> usize {
@@ -249,13 +376,13 @@ impl Document {
 
     /// Namespace URI of the element at `id` ("" for none or for a non-element).
     pub fn element_ns_uri(&self, id: NodeId) -> &str {
-        self.element(id).map_or("", |e| self.ns_uri(e.ns))
+        self.element(id).map_or("", |e| self.ns_uri(e.namespace()))
     }
 
     /// Whether the element at `id` has this namespace URI and local name.
     pub fn is_element(&self, id: NodeId, ns_uri: &str, local_name: &str) -> bool {
         match self.element(id) {
-            Some(e) => e.local_name() == local_name && self.ns_uri(e.ns) == ns_uri,
+            Some(e) => e.local_name() == local_name && self.ns_uri(e.namespace()) == ns_uri,
             None => false,
         }
     }
@@ -263,7 +390,7 @@ impl Document {
     pub fn children(&self, id: NodeId) -> Children<'_> {
         Children {
             doc: self,
-            next: self.node(id).first_child,
+            next: self.slot(id).first_child,
         }
     }
 
@@ -284,7 +411,7 @@ impl Document {
     }
 
     pub fn parent(&self, id: NodeId) -> Option<NodeId> {
-        self.node(id).parent
+        self.slot(id).parent
     }
 
     /// `id` and all nodes below it, in document order.
@@ -303,7 +430,7 @@ impl Document {
             if n == ancestor {
                 return true;
             }
-            cur = self.node(n).parent;
+            cur = self.slot(n).parent;
         }
         false
     }
@@ -311,10 +438,10 @@ impl Document {
     /// Depth of an element: the document element is 1.
     pub fn depth(&self, id: NodeId) -> usize {
         let mut d = 0;
-        let mut cur = self.node(id).parent;
+        let mut cur = self.slot(id).parent;
         while let Some(n) = cur {
             d += 1;
-            cur = self.node(n).parent;
+            cur = self.slot(n).parent;
         }
         d
     }
@@ -323,8 +450,8 @@ impl Document {
     pub fn text(&self, id: NodeId) -> String {
         let mut s = String::new();
         for c in self.children(id) {
-            if let NodeKind::Text(t) = &self.node(c).kind {
-                s.push_str(t);
+            if let NodeData::Text(t) = self.slot(c).data {
+                s.push_str(self.str(t));
             }
         }
         s
@@ -333,9 +460,9 @@ impl Document {
     /// The value of the attribute with this namespace URI ("" for none) and local name.
     pub fn attribute(&self, id: NodeId, ns_uri: &str, local_name: &str) -> Option<&str> {
         let e = self.element(id)?;
-        e.attributes
+        e.attributes()
             .iter()
-            .find(|a| a.local_name() == local_name && self.ns_uri(a.ns) == ns_uri)
+            .find(|a| a.local_name() == local_name && self.ns_uri(a.namespace()) == ns_uri)
             .map(|a| a.value())
     }
 
@@ -348,15 +475,15 @@ impl Document {
         let mut cur = Some(id);
         while let Some(n) = cur {
             if let Some(e) = self.element(n) {
-                if let Some(d) = e.ns_decls.iter().find(|d| &*d.prefix == prefix) {
-                    return if d.uri == NsId::NONE {
+                if let Some(d) = e.namespace_declarations().find(|d| d.prefix() == prefix) {
+                    return if d.uri() == NsId::NONE {
                         None
                     } else {
-                        Some(d.uri)
+                        Some(d.uri())
                     };
                 }
             }
-            cur = self.node(n).parent;
+            cur = self.slot(n).parent;
         }
         None
     }
@@ -368,13 +495,13 @@ impl Document {
         let mut cur = Some(id);
         while let Some(n) = cur {
             if let Some(e) = self.element(n) {
-                for d in &e.ns_decls {
-                    if !seen.iter().any(|(p, _)| *p == &*d.prefix) {
-                        seen.push((&d.prefix, d.uri));
+                for d in e.namespace_declarations() {
+                    if !seen.iter().any(|(p, _)| *p == d.prefix()) {
+                        seen.push((d.prefix(), d.uri()));
                     }
                 }
             }
-            cur = self.node(n).parent;
+            cur = self.slot(n).parent;
         }
         seen.retain(|(_, u)| *u != NsId::NONE);
         seen.sort_by(|a, b| a.0.cmp(b.0));
@@ -387,9 +514,9 @@ impl Document {
         let mut cur = Some(id);
         while let Some(n) = cur {
             if let Some(e) = self.element(n) {
-                parts.push(e.name.qname().to_string());
+                parts.push(e.name().qname().to_string());
             }
-            cur = self.node(n).parent;
+            cur = self.slot(n).parent;
         }
         parts.reverse();
         format!("/{}", parts.join("/"))
@@ -406,7 +533,7 @@ impl Iterator for Children<'_> {
     type Item = NodeId;
     fn next(&mut self) -> Option<NodeId> {
         let cur = self.next?;
-        self.next = self.doc.node(cur).next_sibling;
+        self.next = self.doc.slot(cur).next_sibling;
         Some(cur)
     }
 }
@@ -423,7 +550,7 @@ impl Iterator for Descendants<'_> {
     type Item = NodeId;
     fn next(&mut self) -> Option<NodeId> {
         let cur = self.next?;
-        let node = self.doc.node(cur);
+        let node = self.doc.slot(cur);
         self.next = if let Some(c) = node.first_child {
             Some(c)
         } else {
@@ -432,7 +559,7 @@ impl Iterator for Descendants<'_> {
                 if n == self.top {
                     break None;
                 }
-                let nn = self.doc.node(n);
+                let nn = self.doc.slot(n);
                 if let Some(s) = nn.next_sibling {
                     break Some(s);
                 }

@@ -27,17 +27,28 @@ pub fn attribute(out: &mut Vec<u8>, s: &str) {
 
 #[inline]
 fn escape(out: &mut Vec<u8>, bytes: &[u8], replacement: impl Fn(u8) -> Option<&'static [u8]>) {
+    // Every byte that needs escaping is ASCII up to '>'. Whole chunks without such a byte
+    // are skipped by a branch-free (vectorised) test; others are scanned byte by byte.
+    const CHUNK: usize = 32;
     let mut last = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        // Every byte that needs escaping is ASCII below '?'; skip the rest cheaply.
-        if b > b'>' {
-            continue;
+    let mut base = 0;
+    for chunk in bytes.chunks(CHUNK) {
+        if chunk.iter().fold(false, |acc, &b| {
+            acc | (b <= b'>' && replacement(b).is_some())
+        }) {
+            for (j, &b) in chunk.iter().enumerate() {
+                if b > b'>' {
+                    continue;
+                }
+                if let Some(r) = replacement(b) {
+                    let i = base + j;
+                    out.extend_from_slice(&bytes[last..i]);
+                    out.extend_from_slice(r);
+                    last = i + 1;
+                }
+            }
         }
-        if let Some(r) = replacement(b) {
-            out.extend_from_slice(&bytes[last..i]);
-            out.extend_from_slice(r);
-            last = i + 1;
-        }
+        base += chunk.len();
     }
     out.extend_from_slice(&bytes[last..]);
 }

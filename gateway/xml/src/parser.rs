@@ -14,8 +14,8 @@
 //!   error rather than a silent misreading.
 
 use crate::dom::{
-    Attribute, Document, Element, Name, NamespaceDeclaration, Node, NodeId, NodeKind, NsId, Span,
-    XMLNS_NS, XML_NS,
+    AttributeData, Document, ElementData, NameData, NodeData, NodeId, NodeSlot, NsDeclData, NsId,
+    Span, Str, XMLNS_NS, XML_NS,
 };
 use crate::error::{LimitKind, Position, XmlError};
 use crate::limits::Limits;
@@ -33,20 +33,32 @@ struct Parser<'a> {
     base: usize,
     text: &'a str,
     limits: &'a Limits,
-    nodes: Vec<Node>,
+    nodes: Vec<NodeSlot>,
     namespaces: Vec<Box<str>>,
-    /// In-scope bindings, innermost last; `frames` marks where each open element's begin.
-    bindings: Vec<(Box<str>, NsId)>,
+    /// The document's string arena and tables (see [`Document`]).
+    strings: String,
+    attributes: Vec<AttributeData>,
+    ns_decls: Vec<NsDeclData>,
+    /// In-scope bindings (prefix in the arena), innermost last; `frames` marks where each
+    /// open element's begin.
+    bindings: Vec<(Str, NsId)>,
     frames: Vec<usize>,
     /// Open elements, innermost last.
     open: Vec<NodeId>,
     elements: usize,
     ns_decl_count: usize,
     root: Option<NodeId>,
-    pending_text: String,
+    /// Character data being collected into the arena: where it starts there, and where
+    /// it started in the input (for errors).
+    pending_text: Option<u32>,
     pending_text_start: usize,
     seen_root_end: bool,
+    /// Per-element scratch, reused: attribute names and values before resolution.
+    scratch_attrs: Vec<(NameData, Str)>,
 }
+
+/// Most bytes reserved up front for each growing table of a document.
+const PREALLOCATE: usize = 256 * 1024;
 
 fn is_xml_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\r' | '\n')
@@ -61,20 +73,28 @@ fn is_xml_char(c: char) -> bool {
 /// (single bytes) and U+FFFE / U+FFFF (`EF BF BE` / `EF BF BF`); surrogates cannot occur.
 fn find_forbidden_char(s: &str) -> Option<char> {
     let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        let x = b[i];
-        if x < 0x20 && !matches!(x, b'\t' | b'\n' | b'\r') {
-            return Some(x as char);
+    // Whole chunks are checked without branches (the compiler vectorises the fold), and
+    // only a chunk that may hold a forbidden character is looked at byte by byte.
+    const CHUNK: usize = 32;
+    let suspicious = |x: u8| (x < 0x20 && !matches!(x, b'\t' | b'\n' | b'\r')) | (x == 0xEF);
+    let mut base = 0;
+    for chunk in b.chunks(CHUNK) {
+        if chunk.iter().fold(false, |acc, &x| acc | suspicious(x)) {
+            for (j, &x) in chunk.iter().enumerate() {
+                let i = base + j;
+                if x < 0x20 && !matches!(x, b'\t' | b'\n' | b'\r') {
+                    return Some(x as char);
+                }
+                if x == 0xEF
+                    && i + 2 < b.len()
+                    && b[i + 1] == 0xBF
+                    && (b[i + 2] == 0xBE || b[i + 2] == 0xBF)
+                {
+                    return s[i..].chars().next();
+                }
+            }
         }
-        if x == 0xEF
-            && i + 2 < b.len()
-            && b[i + 1] == 0xBF
-            && (b[i + 2] == 0xBE || b[i + 2] == 0xBF)
-        {
-            return s[i..].chars().next();
-        }
-        i += 1;
+        base += chunk.len();
     }
     None
 }
@@ -99,6 +119,33 @@ fn push_normalized_eol(out: &mut String, raw: &str) {
 }
 
 fn check_name(name: &str) -> Result<(), String> {
+    // Fast path: the common ASCII name `[A-Za-z_][A-Za-z0-9_.-]*(:[A-Za-z_][A-Za-z0-9_.-]*)?`.
+    let b = name.as_bytes();
+    let start_ok = |c: u8| c.is_ascii_alphabetic() || c == b'_';
+    let rest_ok = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-');
+    if !b.is_empty() && start_ok(b[0]) {
+        let mut colons = 0;
+        let mut ok = true;
+        let mut after_colon = false;
+        for &c in &b[1..] {
+            if c == b':' {
+                colons += 1;
+                after_colon = true;
+            } else if after_colon {
+                ok &= start_ok(c);
+                after_colon = false;
+            } else {
+                ok &= rest_ok(c);
+            }
+        }
+        if ok && colons <= 1 && !after_colon {
+            return Ok(());
+        }
+    }
+    check_name_slow(name)
+}
+
+fn check_name_slow(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("empty name".into());
     }
@@ -193,32 +240,62 @@ impl<'a> Parser<'a> {
                 position: Position::locate(input, 0),
             });
         }
-        let text = std::str::from_utf8(&input[base..]).map_err(|e| XmlError::Encoding {
-            message: format!("invalid UTF-8 sequence: {e}"),
-            position: Position::locate(input, base + e.valid_up_to()),
-        })?;
+        // SIMD validation on the hot path; the standard library's only on failure, for
+        // the exact position of the bad byte.
+        let text = match simdutf8::basic::from_utf8(&input[base..]) {
+            Ok(t) => t,
+            Err(_) => {
+                let e = std::str::from_utf8(&input[base..])
+                    .err()
+                    .map_or(0, |e| e.valid_up_to());
+                return Err(XmlError::Encoding {
+                    message: "invalid UTF-8 sequence".into(),
+                    position: Position::locate(input, base + e),
+                });
+            }
+        };
+        if input.len() > (u32::MAX / 2) as usize {
+            // Arena offsets are u32; no limit configuration may take us past them.
+            return Err(XmlError::LimitExceeded {
+                kind: LimitKind::TotalBytes,
+                max: (u32::MAX / 2) as usize,
+                position: Position::default(),
+            });
+        }
         Ok(Parser {
             input,
             base,
             text,
             limits,
-            nodes: vec![Node {
-                parent: None,
-                first_child: None,
-                last_child: None,
-                next_sibling: None,
-                kind: NodeKind::Document,
-            }],
+            nodes: {
+                // About one node per 24 input bytes in SOAP envelopes. The first guess is
+                // capped: hostile input must not buy memory in proportion to its size
+                // before its structure has been checked against the limits.
+                let mut v = Vec::with_capacity(1 + (input.len() / 24).min(PREALLOCATE / 64));
+                v.push(NodeSlot {
+                    parent: None,
+                    first_child: None,
+                    last_child: None,
+                    next_sibling: None,
+                    data: NodeData::Document,
+                });
+                v
+            },
             namespaces: vec!["".into()],
+            // Names, text and values are at most the input's size (capped, as above).
+            strings: String::with_capacity(input.len().min(PREALLOCATE)),
+            attributes: Vec::with_capacity((input.len() / 64).min(PREALLOCATE / 64)),
+            ns_decls: Vec::new(),
             bindings: Vec::new(),
             frames: Vec::new(),
             open: Vec::new(),
             elements: 0,
             ns_decl_count: 0,
             root: None,
-            pending_text: String::new(),
+            pending_text: None,
             pending_text_start: 0,
             seen_root_end: false,
+            scratch_attrs: Vec::new(),
         })
     }
 
@@ -253,6 +330,38 @@ impl<'a> Parser<'a> {
         NsId((self.namespaces.len() - 1) as u32)
     }
 
+    /// Copies `s` into the arena.
+    fn store(&mut self, s: &str) -> Str {
+        let start = self.strings.len() as u32;
+        self.strings.push_str(s);
+        Str {
+            start,
+            end: self.strings.len() as u32,
+        }
+    }
+
+    fn arena(&self, s: Str) -> &str {
+        &self.strings[s.start as usize..s.end as usize]
+    }
+
+    fn store_name(&mut self, qname: &str) -> NameData {
+        let local_start = qname.find(':').map_or(0, |i| i + 1) as u32;
+        NameData {
+            qname: self.store(qname),
+            local_start,
+        }
+    }
+
+    fn name_prefix(&self, n: &NameData) -> Option<&str> {
+        (n.local_start > 0).then(|| {
+            &self.strings[n.qname.start as usize..(n.qname.start + n.local_start - 1) as usize]
+        })
+    }
+
+    fn name_local(&self, n: &NameData) -> &str {
+        &self.strings[(n.qname.start + n.local_start) as usize..n.qname.end as usize]
+    }
+
     fn resolve_prefix(&self, prefix: &str) -> Option<NsId> {
         if prefix == "xml" {
             return None; // handled by the caller (interned on demand)
@@ -260,18 +369,18 @@ impl<'a> Parser<'a> {
         self.bindings
             .iter()
             .rev()
-            .find(|(p, _)| &**p == prefix)
+            .find(|(p, _)| self.arena(*p) == prefix)
             .map(|(_, ns)| *ns)
     }
 
-    fn append_child(&mut self, parent: NodeId, kind: NodeKind) -> NodeId {
+    fn append_child(&mut self, parent: NodeId, data: NodeData) -> NodeId {
         let id = NodeId(self.nodes.len() as u32);
-        self.nodes.push(Node {
+        self.nodes.push(NodeSlot {
             parent: Some(parent),
             first_child: None,
             last_child: None,
             next_sibling: None,
-            kind,
+            data,
         });
         let p = &mut self.nodes[parent.index()];
         match p.last_child {
@@ -292,42 +401,62 @@ impl<'a> Parser<'a> {
     }
 
     fn flush_text(&mut self) {
-        if self.pending_text.is_empty() {
+        let Some(start) = self.pending_text.take() else {
             return;
-        }
-        let text = std::mem::take(&mut self.pending_text);
+        };
         if self.open.is_empty() {
             // Outside the document element only whitespace can have got here; drop it.
+            self.strings.truncate(start as usize);
             return;
         }
+        let text = Str {
+            start,
+            end: self.strings.len() as u32,
+        };
         let parent = self.current_parent();
-        self.append_child(parent, NodeKind::Text(text.into_boxed_str()));
+        self.append_child(parent, NodeData::Text(text));
     }
 
-    fn push_text(&mut self, at: usize, s: &str) -> Result<(), XmlError> {
-        if self.pending_text.is_empty() {
-            self.pending_text_start = at;
-        }
-        if self.open.is_empty() {
-            if let Some(off) = s.find(|c: char| !is_xml_space(c)) {
-                return Err(self.malformed(at + off, "text outside the document element"));
+    /// Starts collecting character data at input offset `at`, if not already.
+    fn begin_text(&mut self, at: usize) -> u32 {
+        match self.pending_text {
+            Some(start) => start,
+            None => {
+                let start = self.strings.len() as u32;
+                self.pending_text = Some(start);
+                self.pending_text_start = at;
+                start
             }
-            return Ok(());
         }
-        if self.pending_text.len() + s.len() > self.limits.max_text_len {
+    }
+
+    fn check_text_len(&self, start: u32, adding: usize) -> Result<(), XmlError> {
+        if self.strings.len() - start as usize + adding > self.limits.max_text_len {
             return Err(self.limit(
                 LimitKind::TextLength,
                 self.limits.max_text_len,
                 self.pending_text_start,
             ));
         }
+        Ok(())
+    }
+
+    fn push_text(&mut self, at: usize, s: &str) -> Result<(), XmlError> {
+        if self.open.is_empty() {
+            if let Some(off) = s.find(|c: char| !is_xml_space(c)) {
+                return Err(self.malformed(at + off, "text outside the document element"));
+            }
+            return Ok(());
+        }
+        let start = self.begin_text(at);
+        self.check_text_len(start, s.len())?;
         if let Some(bad) = find_forbidden_char(s) {
             return Err(self.malformed(
                 at,
                 format!("character U+{:04X} is not allowed in XML", bad as u32),
             ));
         }
-        push_normalized_eol(&mut self.pending_text, s);
+        push_normalized_eol(&mut self.strings, s);
         Ok(())
     }
 
@@ -359,16 +488,26 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// Attribute-value normalisation (XML 1.0 §3.3.3 for CDATA attributes): literal
-    /// whitespace becomes a space, references are resolved (a `&#xA;` stays a newline).
-    fn normalize_attribute_value(&self, raw: &str, at: usize) -> Result<String, XmlError> {
+    /// Attribute-value normalisation (XML 1.0 §3.3.3 for CDATA attributes) into the
+    /// arena: literal whitespace becomes a space, references are resolved (a `&#xA;` stays
+    /// a newline).
+    fn normalize_attribute_value(&mut self, raw: &str, at: usize) -> Result<Str, XmlError> {
         if raw.len() > self.limits.max_text_len {
             return Err(self.limit(LimitKind::TextLength, self.limits.max_text_len, at));
         }
-        let mut out = String::with_capacity(raw.len());
+        if let Some(bad) = find_forbidden_char(raw) {
+            return Err(self.malformed(
+                at,
+                format!("character U+{:04X} is not allowed in XML", bad as u32),
+            ));
+        }
+        if !raw.contains(['&', '<', '\t', '\r', '\n']) {
+            return Ok(self.store(raw));
+        }
+        let start = self.strings.len() as u32;
         let mut rest = raw;
         while let Some(i) = rest.find(['&', '<', '\t', '\r', '\n']) {
-            out.push_str(&rest[..i]);
+            self.strings.push_str(&rest[..i]);
             let c = rest.as_bytes()[i];
             match c {
                 b'&' => {
@@ -376,28 +515,26 @@ impl<'a> Parser<'a> {
                     let Some(end) = tail.find(';') else {
                         return Err(self.malformed(at, "unterminated reference in attribute value"));
                     };
-                    out.push(self.resolve_reference(&tail[..end], at)?);
+                    let ch = self.resolve_reference(&tail[..end], at)?;
+                    self.strings.push(ch);
                     rest = &tail[end + 1..];
                 }
                 b'<' => return Err(self.malformed(at, "'<' is not allowed in an attribute value")),
                 b'\r' => {
-                    out.push(' ');
+                    self.strings.push(' ');
                     rest = rest[i + 1..].strip_prefix('\n').unwrap_or(&rest[i + 1..]);
                 }
                 _ => {
-                    out.push(' ');
+                    self.strings.push(' ');
                     rest = &rest[i + 1..];
                 }
             }
         }
-        out.push_str(rest);
-        if let Some(bad) = find_forbidden_char(&out) {
-            return Err(self.malformed(
-                at,
-                format!("character U+{:04X} is not allowed in XML", bad as u32),
-            ));
-        }
-        Ok(out)
+        self.strings.push_str(rest);
+        Ok(Str {
+            start,
+            end: self.strings.len() as u32,
+        })
     }
 
     fn start_element(
@@ -425,8 +562,10 @@ impl<'a> Parser<'a> {
         check_name(qname).map_err(|m| self.malformed(start, m))?;
 
         // First pass: namespace declarations and raw attributes.
-        let mut decls: Vec<NamespaceDeclaration> = Vec::new();
-        let mut raw_attrs: Vec<(Name, String)> = Vec::new();
+        let decls_start = self.ns_decls.len() as u32;
+        let mut raw_attrs = std::mem::take(&mut self.scratch_attrs);
+        raw_attrs.clear();
+        let frame = self.bindings.len();
         for attr in e.attributes().with_checks(true) {
             let attr =
                 attr.map_err(|err| self.malformed(start, format!("bad attribute: {err}")))?;
@@ -446,15 +585,17 @@ impl<'a> Parser<'a> {
                     ));
                 }
                 let prefix = key.strip_prefix("xmlns:").unwrap_or("");
-                self.check_declaration(prefix, &value, start)?;
+                let uri_text = self.arena(value).to_string();
+                // The URI lives in the namespace table; reclaim its arena copy.
+                self.strings.truncate(value.start as usize);
+                self.check_declaration(prefix, &uri_text, start)?;
                 if prefix == "xml" {
                     continue; // a redundant but legal declaration of the fixed binding
                 }
-                let uri = self.intern(&value);
-                decls.push(NamespaceDeclaration {
-                    prefix: prefix.into(),
-                    uri,
-                });
+                let uri = self.intern(&uri_text);
+                let prefix = self.store(prefix);
+                self.ns_decls.push(NsDeclData { prefix, uri });
+                self.bindings.push((prefix, uri));
             } else {
                 if raw_attrs.len() + 1 > self.limits.max_attributes_per_element {
                     return Err(self.limit(
@@ -463,39 +604,41 @@ impl<'a> Parser<'a> {
                         start,
                     ));
                 }
-                raw_attrs.push((Name::new(key), value));
+                let name = self.store_name(key);
+                raw_attrs.push((name, value));
             }
         }
-        self.frames.push(self.bindings.len());
-        for d in &decls {
-            self.bindings.push((d.prefix.clone(), d.uri));
-        }
-        let name = Name::new(qname);
-        let ns = self.resolve_name(name.prefix(), true, start)?;
-        let mut attributes = Vec::with_capacity(raw_attrs.len());
-        for (aname, value) in raw_attrs {
-            let ans = match aname.prefix() {
+        self.frames.push(frame);
+        let decls_end = self.ns_decls.len() as u32;
+        let name = self.store_name(qname);
+        let prefix = self.name_prefix(&name).map(str::to_string);
+        let ns = self.resolve_name(prefix.as_deref(), true, start)?;
+        let attrs_start = self.attributes.len();
+        for &(aname, value) in &raw_attrs {
+            let ans = match self.name_prefix(&aname).map(str::to_string) {
                 None => NsId::NONE,
-                p => self.resolve_name(p, false, start)?,
+                p => self.resolve_name(p.as_deref(), false, start)?,
             };
-            if attributes
+            let local = self.name_local(&aname);
+            if self.attributes[attrs_start..]
                 .iter()
-                .any(|a: &Attribute| a.ns == ans && a.local_name() == aname.local_name())
+                .any(|a| a.ns == ans && self.name_local(&a.name) == local)
             {
                 return Err(XmlError::Namespace {
                     message: format!(
                         "attribute '{}' duplicates another attribute's expanded name",
-                        aname.qname()
+                        self.arena(aname.qname)
                     ),
                     position: self.pos(start),
                 });
             }
-            attributes.push(Attribute {
+            self.attributes.push(AttributeData {
                 name: aname,
                 ns: ans,
-                value: value.into_boxed_str(),
+                value,
             });
         }
+        self.scratch_attrs = raw_attrs;
         let parent = self.current_parent();
         let span = Span {
             start: self.base + start,
@@ -505,11 +648,11 @@ impl<'a> Parser<'a> {
         };
         let id = self.append_child(
             parent,
-            NodeKind::Element(Element {
+            NodeData::Element(ElementData {
                 name,
                 ns,
-                ns_decls: decls,
-                attributes,
+                ns_decls: (decls_start, decls_end),
+                attributes: (attrs_start as u32, self.attributes.len() as u32),
                 span,
             }),
         );
@@ -588,7 +731,7 @@ impl<'a> Parser<'a> {
         let Some(id) = self.open.pop() else {
             return Err(self.malformed(start, "end tag without a start tag"));
         };
-        if let NodeKind::Element(e) = &mut self.nodes[id.index()].kind {
+        if let NodeData::Element(e) = &mut self.nodes[id.index()].data {
             e.span.end_tag_start = self.base + start;
             e.span.end = self.base + end;
         }
@@ -648,19 +791,9 @@ impl<'a> Parser<'a> {
                     if self.open.is_empty() {
                         return Err(self.malformed(start, "reference outside the document element"));
                     }
-                    let mut buf = [0u8; 4];
-                    let s: &str = c.encode_utf8(&mut buf);
-                    if self.pending_text.is_empty() {
-                        self.pending_text_start = start;
-                    }
-                    if self.pending_text.len() + s.len() > self.limits.max_text_len {
-                        return Err(self.limit(
-                            LimitKind::TextLength,
-                            self.limits.max_text_len,
-                            self.pending_text_start,
-                        ));
-                    }
-                    self.pending_text.push_str(s);
+                    let text_start = self.begin_text(start);
+                    self.check_text_len(text_start, c.len_utf8())?;
+                    self.strings.push(c);
                 }
                 Event::CData(t) => {
                     if self.open.is_empty() {
@@ -679,10 +812,14 @@ impl<'a> Parser<'a> {
                             start,
                         ));
                     }
-                    let mut s = String::with_capacity(raw.len());
-                    push_normalized_eol(&mut s, &raw);
+                    let comment_start = self.strings.len() as u32;
+                    push_normalized_eol(&mut self.strings, &raw);
+                    let comment = Str {
+                        start: comment_start,
+                        end: self.strings.len() as u32,
+                    };
                     let parent = self.current_parent();
-                    self.append_child(parent, NodeKind::Comment(s.into_boxed_str()));
+                    self.append_child(parent, NodeData::Comment(comment));
                 }
                 Event::PI(pi) => {
                     self.flush_text();
@@ -706,17 +843,18 @@ impl<'a> Parser<'a> {
                             start,
                         ));
                     }
-                    let mut data = String::with_capacity(content.len());
-                    push_normalized_eol(&mut data, content.trim_start_matches(is_xml_space));
-                    let target: Box<str> = target.into();
-                    let parent = self.current_parent();
-                    self.append_child(
-                        parent,
-                        NodeKind::ProcessingInstruction {
-                            target,
-                            data: data.into_boxed_str(),
-                        },
+                    let target = self.store(target);
+                    let data_start = self.strings.len() as u32;
+                    push_normalized_eol(
+                        &mut self.strings,
+                        content.trim_start_matches(is_xml_space),
                     );
+                    let data = Str {
+                        start: data_start,
+                        end: self.strings.len() as u32,
+                    };
+                    let parent = self.current_parent();
+                    self.append_child(parent, NodeData::ProcessingInstruction { target, data });
                 }
                 Event::Decl(d) => {
                     if !first_event {
@@ -762,6 +900,9 @@ impl<'a> Parser<'a> {
             nodes: self.nodes,
             namespaces: self.namespaces,
             root,
+            strings: self.strings,
+            attributes: self.attributes,
+            ns_decls: self.ns_decls,
         })
     }
 }

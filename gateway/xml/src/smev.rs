@@ -64,7 +64,7 @@ struct Transformer<'a> {
     frames: Vec<usize>,
     counter: u32,
     scratch_declared: Vec<(NsId, u32)>,
-    scratch_attrs: Vec<&'a Attribute>,
+    scratch_attrs: Vec<Attribute<'a>>,
     scratch_prefixes: Vec<Option<u32>>,
 }
 

@@ -10,7 +10,7 @@
 //! Invariant: output is a pure function of the node set: the same subtree gives the same
 //! bytes wherever it stands, which is what makes a detached signature portable.
 
-use crate::dom::{Document, NodeId, NodeKind, NsId};
+use crate::dom::{Document, NodeId, NodeKind, NsId, Visit};
 use crate::escape;
 
 /// The exclusive c14n algorithm URIs.
@@ -82,11 +82,6 @@ struct Canonicalizer<'a> {
     scratch_attrs: Vec<crate::dom::Attribute<'a>>,
 }
 
-enum Step {
-    Enter(NodeId),
-    Leave(NodeId),
-}
-
 impl<'a> Canonicalizer<'a> {
     fn document(&mut self, out: &mut Vec<u8>) {
         let doc = self.doc;
@@ -129,27 +124,12 @@ impl<'a> Canonicalizer<'a> {
     }
 
     fn subtree(&mut self, apex: NodeId, out: &mut Vec<u8>) {
-        // An explicit stack: nesting depth is the parser's limit, not the thread stack's.
-        let mut stack = vec![Step::Enter(apex)];
-        while let Some(step) = stack.pop() {
-            match step {
-                Step::Enter(id) => {
-                    if Some(id) == self.exclude {
-                        continue;
-                    }
-                    if self.doc.element(id).is_some() {
-                        self.start_tag(id, out);
-                        stack.push(Step::Leave(id));
-                        let first = stack.len();
-                        stack.extend(self.doc.children(id).map(Step::Enter));
-                        stack[first..].reverse();
-                    } else {
-                        self.leaf(id, out);
-                    }
-                }
-                Step::Leave(id) => self.end_tag(id, out),
-            }
-        }
+        let doc = self.doc;
+        doc.walk(apex, self.exclude, |step| match step {
+            Visit::Start(id) => self.start_tag(id, out),
+            Visit::End(id) => self.end_tag(id, out),
+            Visit::Leaf(id) => self.leaf(id, out),
+        });
     }
 
     fn leaf(&self, id: NodeId, out: &mut Vec<u8>) {

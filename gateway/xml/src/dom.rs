@@ -237,6 +237,14 @@ impl<'a> Element<'a> {
     }
 }
 
+/// One step of [`Document::walk`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visit {
+    Start(NodeId),
+    End(NodeId),
+    Leaf(NodeId),
+}
+
 /// What a node is.
 #[derive(Debug, Clone, Copy)]
 pub enum NodeKind<'a> {
@@ -420,6 +428,31 @@ impl Document {
             doc: self,
             top: id,
             next: Some(id),
+        }
+    }
+
+    /// Walks the subtree at `apex` in document order, leaving out the subtree at
+    /// `exclude`: `Start`/`End` around each element's content, `Leaf` for other nodes.
+    /// Iterative, so nesting depth is bounded by the parser's limit, not the stack's.
+    pub fn walk(&self, apex: NodeId, exclude: Option<NodeId>, mut visit: impl FnMut(Visit)) {
+        let mut stack = vec![(apex, false)];
+        while let Some((id, leaving)) = stack.pop() {
+            if leaving {
+                visit(Visit::End(id));
+                continue;
+            }
+            if Some(id) == exclude {
+                continue;
+            }
+            if matches!(self.slot(id).data, NodeData::Element(_)) {
+                visit(Visit::Start(id));
+                stack.push((id, true));
+                let first = stack.len();
+                stack.extend(self.children(id).map(|c| (c, false)));
+                stack[first..].reverse();
+            } else {
+                visit(Visit::Leaf(id));
+            }
         }
     }
 

@@ -20,7 +20,7 @@ mod parser;
 pub mod path;
 pub mod smev;
 
-pub use dom::{Attribute, Document, Element, NodeId, NodeKind, NsId, Span};
+pub use dom::{Attribute, Document, Element, NodeId, NodeKind, NsId, Span, Visit};
 pub use error::{LimitKind, Position, XmlError};
 pub use limits::Limits;
 pub use parser::parse;

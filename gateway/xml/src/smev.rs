@@ -20,7 +20,7 @@
 //! Invariant: the output depends only on the infoset of the subtree (names, namespace
 //! URIs, attribute values, non-whitespace text), never on prefixes or formatting.
 
-use crate::dom::{Attribute, Document, NodeId, NodeKind, NsId};
+use crate::dom::{Attribute, Document, NodeId, NodeKind, NsId, Visit};
 use crate::error::XmlError;
 use crate::escape;
 use crate::limits::Limits;
@@ -68,11 +68,6 @@ struct Transformer<'a> {
     scratch_prefixes: Vec<Option<u32>>,
 }
 
-enum Step {
-    Enter(NodeId),
-    Leave(NodeId),
-}
-
 fn is_whitespace_only(s: &str) -> bool {
     s.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
@@ -117,28 +112,18 @@ impl<'a> Transformer<'a> {
     }
 
     fn run(&mut self, apex: NodeId, out: &mut Vec<u8>) {
-        let mut stack = vec![Step::Enter(apex)];
-        while let Some(step) = stack.pop() {
-            match step {
-                Step::Enter(id) => {
-                    if Some(id) == self.exclude {
-                        continue;
-                    }
-                    match self.doc.node(id).kind() {
-                        NodeKind::Element(_) => {
-                            self.start_tag(id, out);
-                            stack.push(Step::Leave(id));
-                            let first = stack.len();
-                            stack.extend(self.doc.children(id).map(Step::Enter));
-                            stack[first..].reverse();
-                        }
-                        NodeKind::Text(t) if !is_whitespace_only(t) => escape::text(out, t),
-                        _ => {}
+        let doc = self.doc;
+        doc.walk(apex, self.exclude, |step| match step {
+            Visit::Start(id) => self.start_tag(id, out),
+            Visit::End(id) => self.end_tag(id, out),
+            Visit::Leaf(id) => {
+                if let NodeKind::Text(t) = doc.node(id).kind() {
+                    if !is_whitespace_only(t) {
+                        escape::text(out, t);
                     }
                 }
-                Step::Leave(id) => self.end_tag(id, out),
             }
-        }
+        });
     }
 
     fn start_tag(&mut self, id: NodeId, out: &mut Vec<u8>) {

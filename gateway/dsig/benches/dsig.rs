@@ -12,7 +12,8 @@
 //! content is deterministic; RSA signatures are too, ECDSA and GOST ones are not (random
 //! nonces), which changes no size. `MEZHVED_BENCH_DATA_ONLY=1` writes the files and exits.
 //!
-//! Groups (throughput = bytes of the signed file, the input every case starts from):
+//! Groups (throughput = bytes of the input: the signed file, or for `sign` the unsigned
+//! envelope):
 //! - `parse/{size}`: `mezhved_xml::parse` alone (the breakdown of the rows below);
 //! - `c14n_digest/{exc-c14n,smev}/{size}`: parse + resolve the signed element + exc-c14n
 //!   (or the SMEV transform) + SHA-256;
@@ -24,8 +25,13 @@
 //!   crypto: the Reference digest (SHA-256, or GOST R 34.11-2012-256 for GOST) over the
 //!   already-canonical element bytes plus one raw OpenSSL verify of the already-canonical
 //!   SignedInfo with a ready public key;
-//! - `trust_chain/{alg}`: `TrustStore::verify` of the signer certificate alone (the part
-//!   of `verify` that neither the baseline nor libxmlsec1 with a bare key does).
+//! - `cert_parse/{alg}` and `trust_chain/{alg}`: `X509::from_der` of the KeyInfo
+//!   certificate and `TrustStore::verify` of it, alone (the certificate work in `verify`
+//!   that neither the baseline nor libxmlsec1 with a preset key does);
+//!   `trust_chain_cold/{alg}` and `verify_cold/{alg}/2k`: the same on a fresh trust store
+//!   each time, i.e. without the store's certificate and verdict caches (a sender's first
+//!   message); `verify`, `verify_smev` and `trust_chain` run with the caches warm, as a
+//!   gateway does for the senders it has seen.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -35,7 +41,7 @@ use std::time::{Duration, SystemTime};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
+use criterion::{BatchSize, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
 use mezhved_dsig::crypto::{SignatureAlgorithm, SigningKey};
 use mezhved_dsig::trust::TrustStore;
 use mezhved_dsig::xmldsig::{self, Expectation, Placement, SignOptions, Transforms, DSIG_NS};
@@ -272,15 +278,19 @@ fn ds_child(doc: &Document, parent: NodeId, local: &str) -> NodeId {
         .unwrap_or_else(|| panic!("no ds:{local}"))
 }
 
+/// What every fixture shares: the trust store, the verification time, the output directory.
+struct Env<'a> {
+    trust: &'a TrustStore,
+    now: SystemTime,
+    dir: &'a Path,
+}
+
 fn prepare(
-    alg: &'static str,
-    profile: &'static str,
-    transforms: Transforms,
+    env: &Env<'_>,
+    (alg, key): (&'static str, &SigningKey),
+    (profile, transforms): (&'static str, Transforms),
     size: &'static str,
     unsigned: &[u8],
-    key: &SigningKey,
-    trust: &TrustStore,
-    dir: &Path,
 ) -> Signed {
     let xml = xmldsig::sign(
         unsigned,
@@ -290,14 +300,8 @@ fn prepare(
         &options(transforms),
     )
     .unwrap_or_else(|e| panic!("sign {alg}/{profile}/{size}: {e}"));
-    let verified = xmldsig::verify(
-        &xml,
-        &Limits::default(),
-        &expectation(),
-        trust,
-        SystemTime::now(),
-    )
-    .unwrap_or_else(|e| panic!("verify {alg}/{profile}/{size}: {e}"));
+    let verified = xmldsig::verify(&xml, &Limits::default(), &expectation(), env.trust, env.now)
+        .unwrap_or_else(|e| panic!("verify {alg}/{profile}/{size}: {e}"));
 
     let doc = parse(&xml, &Limits::default()).expect("parse");
     let container = request_path()
@@ -323,7 +327,7 @@ fn prepare(
     } else {
         raw
     };
-    let file = dir.join(format!("{profile}-{alg}-{size}.xml"));
+    let file = env.dir.join(format!("{profile}-{alg}-{size}.xml"));
     std::fs::write(&file, &xml).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     Signed {
         alg,
@@ -340,9 +344,14 @@ fn prepare(
 }
 
 /// Generates, signs, self-checks and writes every fixture and `manifest.json`.
-fn fixtures(trust: &TrustStore) -> Vec<Signed> {
+fn fixtures(trust: &TrustStore, now: SystemTime) -> Vec<Signed> {
     let dir = data_dir();
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let env = Env {
+        trust,
+        now,
+        dir: &dir,
+    };
     let keys: Vec<(&'static str, SigningKey)> = ALGS.iter().map(|&a| (a, key(a))).collect();
     let mut all = Vec::new();
     for (size, target) in SIZES {
@@ -350,7 +359,11 @@ fn fixtures(trust: &TrustStore) -> Vec<Signed> {
         for (profile, transforms) in PROFILES {
             for (alg, key) in &keys {
                 all.push(prepare(
-                    alg, profile, transforms, size, &unsigned, key, trust, &dir,
+                    &env,
+                    (alg, key),
+                    (profile, transforms),
+                    size,
+                    &unsigned,
                 ));
             }
         }
@@ -368,6 +381,12 @@ fn fixtures(trust: &TrustStore) -> Vec<Signed> {
         m,
         "  \"signature_parent_path\": [\"{{{SOAP}}}Body\", \"{{{NS}}}SendRequestRequest\", \"{{{NS}}}CallerInformationSystemSignature\"],"
     );
+    m.push_str("  \"unsigned_bytes\": {");
+    for (i, (size, target)) in SIZES.iter().enumerate() {
+        let sep = if i > 0 { ", " } else { "" };
+        let _ = write!(m, "{sep}\"{size}\": {}", envelope(*target).len());
+    }
+    m.push_str("},\n");
     m.push_str("  \"pki\": {");
     for (i, alg) in ALGS.iter().enumerate() {
         let d = pki.join(alg);
@@ -423,18 +442,20 @@ fn find<'a>(all: &'a [Signed], profile: &str, alg: &str, size: &str) -> &'a Sign
         .expect("fixture")
 }
 
-/// Per-benchmark settings: the 1 MiB cases take milliseconds per iteration, so they are
-/// sampled flat (criterion's linear sampling would need ~200 iterations).
+/// Per-benchmark settings, short because tests/bench/run.sh runs the whole bench twice
+/// (and keeps the better median of each case) to shrug off bursts of outside load. The
+/// 1 MiB cases take milliseconds per iteration, so they are sampled flat (criterion's
+/// linear sampling would need ~80 iterations).
 fn configure(group: &mut BenchmarkGroup<'_, WallTime>, size: &str, bytes: usize) {
     group.throughput(Throughput::Bytes(bytes as u64));
     if size == "1m" {
         group.sampling_mode(SamplingMode::Flat);
-        group.sample_size(15);
-        group.measurement_time(Duration::from_secs(3));
+        group.sample_size(12);
+        group.measurement_time(Duration::from_millis(1600));
     } else {
         group.sampling_mode(SamplingMode::Auto);
-        group.sample_size(30);
-        group.measurement_time(Duration::from_millis(1500));
+        group.sample_size(20);
+        group.measurement_time(Duration::from_millis(800));
     }
 }
 
@@ -474,7 +495,7 @@ fn bench_c14n_digest(c: &mut Criterion, all: &[Signed]) {
                 c14n_digest(&s.xml, transforms == Transforms::Smev, &path)
             );
             configure(&mut g, size, s.xml.len());
-            g.bench_function(format!("{profile}/{size}"), |b| {
+            g.bench_function(BenchmarkId::new(profile, size), |b| {
                 b.iter(|| c14n_digest(black_box(&s.xml), transforms == Transforms::Smev, &path))
             });
         }
@@ -482,16 +503,15 @@ fn bench_c14n_digest(c: &mut Criterion, all: &[Signed]) {
     g.finish();
 }
 
-fn bench_verify(c: &mut Criterion, all: &[Signed], trust: &TrustStore) {
+fn bench_verify(c: &mut Criterion, all: &[Signed], trust: &TrustStore, now: SystemTime) {
     let expect = expectation();
-    let now = SystemTime::now();
     for (group, profile) in [("verify", "exc-c14n"), ("verify_smev", "smev")] {
         let mut g = c.benchmark_group(group);
         for alg in ALGS {
             for (size, _) in SIZES {
                 let s = find(all, profile, alg, size);
                 configure(&mut g, size, s.xml.len());
-                g.bench_function(format!("{alg}/{size}"), |b| {
+                g.bench_function(BenchmarkId::new(alg, size), |b| {
                     b.iter(|| {
                         xmldsig::verify(black_box(&s.xml), &Limits::default(), &expect, trust, now)
                             .expect("verifies")
@@ -512,7 +532,7 @@ fn bench_sign(c: &mut Criterion) {
         for (size, target) in SIZES {
             let unsigned = envelope(target);
             configure(&mut g, size, unsigned.len());
-            g.bench_function(format!("{alg}/{size}"), |b| {
+            g.bench_function(BenchmarkId::new(alg, size), |b| {
                 b.iter(|| {
                     xmldsig::sign(
                         black_box(&unsigned),
@@ -551,23 +571,85 @@ fn bench_openssl_raw(c: &mut Criterion, all: &[Signed]) {
                 assert!(raw_verify(s, md), "{alg}/{size}: raw verify");
                 // Same throughput basis as `verify`: the signed file.
                 configure(&mut g, size, s.xml.len());
-                g.bench_function(format!("{alg}/{size}"), |b| b.iter(|| raw_verify(s, md)));
+                g.bench_function(BenchmarkId::new(alg, size), |b| {
+                    b.iter(|| raw_verify(s, md))
+                });
             }
         }
         g.finish();
     }
 }
 
-fn bench_trust_chain(c: &mut Criterion, trust: &TrustStore) {
-    let now = SystemTime::now();
-    let mut g = c.benchmark_group("trust_chain");
-    g.sample_size(30);
-    g.measurement_time(Duration::from_millis(1500));
+/// `X509::from_der` of the signer's certificate, as `verify` does for KeyInfo.
+fn bench_cert_parse(c: &mut Criterion) {
+    let mut g = c.benchmark_group("cert_parse");
+    g.sample_size(20);
+    g.measurement_time(Duration::from_millis(800));
+    for alg in ALGS {
+        let pem = std::fs::read(pki().join(alg).join("consumer-is.cert.pem")).expect("cert");
+        let der = X509::from_pem(&pem).and_then(|c| c.to_der()).expect("cert");
+        g.bench_function(alg, |b| {
+            b.iter(|| X509::from_der(black_box(&der)).expect("parses"))
+        });
+    }
+    g.finish();
+}
+
+fn store() -> TrustStore {
+    TrustStore::from_dir(&pki().join("trust")).expect("trust store")
+}
+
+/// `TrustStore::verify` of the signer certificate: `trust_chain` as a gateway runs it for
+/// a sender it has seen (the store caches verdicts), `trust_chain_cold` on a fresh store
+/// each time (a first message: path building, signatures, CRLs). The fresh stores are
+/// built outside the timed region.
+fn bench_trust_chain(c: &mut Criterion, trust: &TrustStore, now: SystemTime, cold: bool) {
+    let mut g = c.benchmark_group(if cold {
+        "trust_chain_cold"
+    } else {
+        "trust_chain"
+    });
+    g.sample_size(if cold { 10 } else { 20 });
+    g.measurement_time(Duration::from_millis(if cold { 500 } else { 800 }));
     for alg in ALGS {
         let pem = std::fs::read(pki().join(alg).join("consumer-is.cert.pem")).expect("cert");
         let cert = X509::from_pem(&pem).expect("cert");
-        g.bench_function(alg, |b| {
-            b.iter(|| trust.verify(black_box(&cert), &[], now).expect("trusted"))
+        if cold {
+            g.bench_function(alg, |b| {
+                b.iter_batched_ref(
+                    store,
+                    |fresh| fresh.verify(black_box(&cert), &[], now).expect("trusted"),
+                    BatchSize::SmallInput,
+                )
+            });
+        } else {
+            g.bench_function(alg, |b| {
+                b.iter(|| trust.verify(black_box(&cert), &[], now).expect("trusted"))
+            });
+        }
+    }
+    g.finish();
+}
+
+/// The full `xmldsig::verify` of the 2 KiB exc-c14n files on a fresh trust store each
+/// time: the cost of a sender's first message (no cached certificate, no cached verdict).
+fn bench_verify_cold(c: &mut Criterion, all: &[Signed], now: SystemTime) {
+    let expect = expectation();
+    let mut g = c.benchmark_group("verify_cold");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_millis(500));
+    for alg in ALGS {
+        let s = find(all, "exc-c14n", alg, "2k");
+        g.throughput(Throughput::Bytes(s.xml.len() as u64));
+        g.bench_function(BenchmarkId::new(alg, "2k"), |b| {
+            b.iter_batched_ref(
+                store,
+                |fresh| {
+                    xmldsig::verify(black_box(&s.xml), &Limits::default(), &expect, fresh, now)
+                        .expect("verifies")
+                },
+                BatchSize::SmallInput,
+            )
         });
     }
     g.finish();
@@ -576,20 +658,28 @@ fn bench_trust_chain(c: &mut Criterion, trust: &TrustStore) {
 fn main() {
     // GOST certificates must be parsed after the engine is loaded.
     mezhved_dsig::gost::ensure_loaded().expect("gost engine (libengine-gost-openssl)");
-    let trust = TrustStore::from_dir(&pki().join("trust")).expect("trust store");
-    let all = fixtures(&trust);
+    let trust = store();
+    // The one clock read: every verification is checked at this instant.
+    #[allow(clippy::disallowed_methods)]
+    let now = SystemTime::now();
+    let all = fixtures(&trust, now);
     if std::env::var_os("MEZHVED_BENCH_DATA_ONLY").is_some() {
         return;
     }
     let mut c = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
+        .warm_up_time(Duration::from_millis(300))
         .without_plots()
         .configure_from_args();
     bench_parse(&mut c, &all);
     bench_c14n_digest(&mut c, &all);
     bench_openssl_raw(&mut c, &all);
-    bench_trust_chain(&mut c, &trust);
-    bench_verify(&mut c, &all, &trust);
+    bench_cert_parse(&mut c);
+    bench_trust_chain(&mut c, &trust, now, false);
+    bench_verify(&mut c, &all, &trust, now);
     bench_sign(&mut c);
+    // Last: building thousands of trust stores leaves the heap in a state that slows
+    // what runs after it (sign/1m measured ~30 % slower), so nothing may follow these.
+    bench_trust_chain(&mut c, &trust, now, true);
+    bench_verify_cold(&mut c, &all, now);
     c.final_summary();
 }

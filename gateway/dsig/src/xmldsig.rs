@@ -138,13 +138,10 @@ fn algorithm_attr(doc: &Document, id: NodeId) -> Result<&str, DsigError> {
 }
 
 fn base64_text(doc: &Document, id: NodeId) -> Result<Vec<u8>, DsigError> {
-    let text: String = doc
-        .text(id)
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
+    let mut text = doc.text(id).into_bytes();
+    text.retain(|b| !b.is_ascii_whitespace());
     BASE64
-        .decode(text.as_bytes())
+        .decode(&text)
         .map_err(|e| malformed(format!("{} is not base64: {e}", doc.path(id))))
 }
 

@@ -72,36 +72,49 @@ fn is_xml_char(c: char) -> bool {
 /// valid UTF-8 the only such characters are the C0 controls other than TAB, LF and CR
 /// (single bytes) and U+FFFE / U+FFFF (`EF BF BE` / `EF BF BF`); surrogates cannot occur.
 fn find_forbidden_char(s: &str) -> Option<char> {
+    scan_text(s).err()
+}
+
+/// One pass over text: `Err` with the first character XML forbids, else `Ok` telling
+/// whether a CR occurs (so line ends need normalising). Whole chunks are checked without
+/// branches (the compiler vectorises the fold); only a chunk that may hold a forbidden
+/// character or a CR is looked at byte by byte.
+fn scan_text(s: &str) -> Result<bool, char> {
     let b = s.as_bytes();
-    // Whole chunks are checked without branches (the compiler vectorises the fold), and
-    // only a chunk that may hold a forbidden character is looked at byte by byte.
     const CHUNK: usize = 32;
-    let suspicious = |x: u8| (x < 0x20 && !matches!(x, b'\t' | b'\n' | b'\r')) | (x == 0xEF);
+    let suspicious = |x: u8| (x < 0x20 && !matches!(x, b'\t' | b'\n')) | (x == 0xEF);
     let mut base = 0;
+    let mut has_cr = false;
     for chunk in b.chunks(CHUNK) {
         if chunk.iter().fold(false, |acc, &x| acc | suspicious(x)) {
             for (j, &x) in chunk.iter().enumerate() {
                 let i = base + j;
-                if x < 0x20 && !matches!(x, b'\t' | b'\n' | b'\r') {
-                    return Some(x as char);
-                }
-                if x == 0xEF
+                if x == b'\r' {
+                    has_cr = true;
+                } else if x < 0x20 && !matches!(x, b'\t' | b'\n') {
+                    return Err(x as char);
+                } else if x == 0xEF
                     && i + 2 < b.len()
                     && b[i + 1] == 0xBF
                     && (b[i + 2] == 0xBE || b[i + 2] == 0xBF)
                 {
-                    return s[i..].chars().next();
+                    return Err(s[i..].chars().next().unwrap_or('\u{FFFF}'));
                 }
             }
         }
         base += chunk.len();
     }
-    None
+    Ok(has_cr)
 }
 
 /// Appends `raw` to `out` with XML 1.0 line-end normalisation (CRLF and lone CR become LF).
 fn push_normalized_eol(out: &mut String, raw: &str) {
-    if !raw.contains('\r') {
+    push_normalized_eol_known(out, raw, raw.contains('\r'));
+}
+
+/// [`push_normalized_eol`] when the caller already knows whether `raw` holds a CR.
+fn push_normalized_eol_known(out: &mut String, raw: &str, has_cr: bool) {
+    if !has_cr {
         out.push_str(raw);
         return;
     }
@@ -450,13 +463,13 @@ impl<'a> Parser<'a> {
         }
         let start = self.begin_text(at);
         self.check_text_len(start, s.len())?;
-        if let Some(bad) = find_forbidden_char(s) {
-            return Err(self.malformed(
+        let has_cr = scan_text(s).map_err(|bad| {
+            self.malformed(
                 at,
                 format!("character U+{:04X} is not allowed in XML", bad as u32),
-            ));
-        }
-        push_normalized_eol(&mut self.strings, s);
+            )
+        })?;
+        push_normalized_eol_known(&mut self.strings, s, has_cr);
         Ok(())
     }
 

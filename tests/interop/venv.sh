@@ -184,3 +184,4 @@ print("venv.sh: smoke test passed (libxml2 %s, xmlsec %s, signxml %s)" % (
 PY
   echo "$venv"
 fi
+[ "$check" = 1 ] || echo "$venv"

@@ -146,19 +146,41 @@ impl<'a> Attributes<'a> {
         let doc = self.doc;
         self.data.get(i).map(|data| Attribute { doc, data })
     }
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = Attribute<'a>> + 'a {
-        let doc = self.doc;
-        self.data.iter().map(move |data| Attribute { doc, data })
+    pub fn iter(&self) -> AttributeIter<'a> {
+        AttributeIter {
+            doc: self.doc,
+            inner: self.data.iter(),
+        }
     }
 }
 
 impl<'a> IntoIterator for Attributes<'a> {
     type Item = Attribute<'a>;
-    type IntoIter = Box<dyn ExactSizeIterator<Item = Attribute<'a>> + 'a>;
+    type IntoIter = AttributeIter<'a>;
     fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
+        self.iter()
     }
 }
+
+/// Iterator over [`Attributes`].
+#[derive(Debug, Clone)]
+pub struct AttributeIter<'a> {
+    doc: &'a Document,
+    inner: std::slice::Iter<'a, AttributeData>,
+}
+
+impl<'a> Iterator for AttributeIter<'a> {
+    type Item = Attribute<'a>;
+    fn next(&mut self) -> Option<Attribute<'a>> {
+        let doc = self.doc;
+        self.inner.next().map(|data| Attribute { doc, data })
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl ExactSizeIterator for AttributeIter<'_> {}
 
 /// A namespace declaration as written on an element: `xmlns="uri"` has the empty prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

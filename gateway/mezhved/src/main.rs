@@ -1,6 +1,8 @@
 //! The `mezhved` command. Thin on purpose: it parses arguments and hands over to the
 //! library, whose [`mezhved::cli::run`] returns the process exit code.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use std::process::ExitCode;
 

@@ -6,10 +6,10 @@
 //! calls against it (the "expected place" of the signature-wrapping defence) and agency
 //! tools sign with it.
 
-use crate::crypto::{DigestAlgorithm, SigningKey};
+use crate::crypto::DigestAlgorithm;
 use crate::error::DsigError;
 use crate::trust::TrustStore;
-use crate::xmldsig::{self, Expectation, Placement, SignOptions, Transforms, Verified};
+use crate::xmldsig::{self, Expectation, Placement, SignOptions, Signer, Transforms, Verified};
 use mezhved_xml::{parse, Document, ElementPath, Limits, NodeId};
 use std::time::SystemTime;
 
@@ -127,7 +127,7 @@ impl Operation {
 pub fn sign_call(
     envelope: &[u8],
     limits: &Limits,
-    key: &SigningKey,
+    key: &dyn Signer,
     digest: Option<DigestAlgorithm>,
 ) -> Result<Vec<u8>, DsigError> {
     let doc = parse(envelope, limits)?;

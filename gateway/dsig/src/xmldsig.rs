@@ -489,6 +489,56 @@ pub fn verify_document(
     })
 }
 
+/// What makes a SignatureValue: a key in memory ([`SigningKey`]) today; a hardware token
+/// or a certified CSP can stand in without the XML side changing.
+pub trait Signer: Send + Sync + std::fmt::Debug {
+    fn algorithm(&self) -> SignatureAlgorithm;
+    /// The certificate that goes into KeyInfo.
+    fn certificate(&self) -> &X509;
+    /// The SignatureValue octets over `data` (the canonical SignedInfo).
+    fn sign(&self, data: &[u8]) -> Result<Vec<u8>, DsigError>;
+}
+
+impl Signer for SigningKey {
+    fn algorithm(&self) -> SignatureAlgorithm {
+        SigningKey::algorithm(self)
+    }
+    fn certificate(&self) -> &X509 {
+        SigningKey::certificate(self)
+    }
+    fn sign(&self, data: &[u8]) -> Result<Vec<u8>, DsigError> {
+        SigningKey::sign(self, data)
+    }
+}
+
+/// Verifies signatures: the seam the gateway and adapters call.
+pub trait Verifier: Send + Sync + std::fmt::Debug {
+    fn verify(
+        &self,
+        xml: &[u8],
+        expect: &Expectation,
+        at: SystemTime,
+    ) -> Result<Verified, DsigError>;
+}
+
+/// A [`Verifier`] over one trust store and one set of parser limits.
+#[derive(Debug)]
+pub struct TrustedVerifier {
+    pub trust: TrustStore,
+    pub limits: Limits,
+}
+
+impl Verifier for TrustedVerifier {
+    fn verify(
+        &self,
+        xml: &[u8],
+        expect: &Expectation,
+        at: SystemTime,
+    ) -> Result<Verified, DsigError> {
+        verify(xml, &self.limits, expect, &self.trust, at)
+    }
+}
+
 /// What to sign and where to put the signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placement {
@@ -562,7 +612,7 @@ fn signed_info_xml(
 pub fn sign(
     xml: &[u8],
     limits: &Limits,
-    key: &SigningKey,
+    key: &dyn Signer,
     placement: &Placement,
     options: &SignOptions,
 ) -> Result<Vec<u8>, DsigError> {

@@ -221,3 +221,63 @@ fn unsigned_message_has_no_signature() {
     assert!(matches!(e, DsigError::NoSignatureFound(_)), "{e}");
     assert_eq!(e.smev_code(), Some(SmevSignatureCode::NoSignatureFound));
 }
+
+/// A signer that is not a key in memory (standing in for a token or a CSP) plugs into
+/// signing through the `Signer` trait, and verification goes through `dyn Verifier`.
+#[test]
+fn signing_and_verifying_go_through_the_traits() {
+    use mezhved_dsig::crypto::SigningKey;
+    use mezhved_dsig::xmldsig::{Signer, TrustedVerifier, Verifier};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Debug)]
+    struct Token {
+        inner: SigningKey,
+        operations: AtomicUsize,
+    }
+    impl Signer for Token {
+        fn algorithm(&self) -> SignatureAlgorithm {
+            self.inner.algorithm()
+        }
+        fn certificate(&self) -> &openssl::x509::X509 {
+            self.inner.certificate()
+        }
+        fn sign(&self, data: &[u8]) -> Result<Vec<u8>, DsigError> {
+            self.operations.fetch_add(1, Ordering::SeqCst);
+            self.inner.sign(data)
+        }
+    }
+
+    let token = Token {
+        inner: key("gost", "consumer-is"),
+        operations: AtomicUsize::new(0),
+    };
+    let signed = xmldsig::sign(
+        &fixture(),
+        &Limits::default(),
+        &token,
+        &smev_placement(),
+        &SignOptions::smev(),
+    )
+    .expect("signs");
+    assert_eq!(
+        token.operations.load(Ordering::SeqCst),
+        1,
+        "one private-key operation per signature"
+    );
+    let verifier: Box<dyn Verifier> = Box::new(TrustedVerifier {
+        trust: trust(),
+        limits: Limits::default(),
+    });
+    let v = verifier
+        .verify(&signed, &smev_expectation(), now())
+        .expect("verifies");
+    assert_eq!(v.signature_algorithm, SignatureAlgorithm::Gost2012_256);
+    let tampered = String::from_utf8(signed)
+        .expect("utf-8")
+        .replace("Иванов", "Петров");
+    assert!(matches!(
+        verifier.verify(tampered.as_bytes(), &smev_expectation(), now()),
+        Err(DsigError::DigestMismatch)
+    ));
+}

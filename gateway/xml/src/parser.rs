@@ -323,6 +323,13 @@ impl<'a> Parser<'a> {
         }
     }
 
+    fn forbidden_char(&self, at: usize, bad: char) -> XmlError {
+        self.malformed(
+            at,
+            format!("character U+{:04X} is not allowed in XML", bad as u32),
+        )
+    }
+
     fn limit(&self, kind: LimitKind, max: usize, offset_in_text: usize) -> XmlError {
         XmlError::LimitExceeded {
             kind,
@@ -463,12 +470,7 @@ impl<'a> Parser<'a> {
         }
         let start = self.begin_text(at);
         self.check_text_len(start, s.len())?;
-        let has_cr = scan_text(s).map_err(|bad| {
-            self.malformed(
-                at,
-                format!("character U+{:04X} is not allowed in XML", bad as u32),
-            )
-        })?;
+        let has_cr = scan_text(s).map_err(|bad| self.forbidden_char(at, bad))?;
         push_normalized_eol_known(&mut self.strings, s, has_cr);
         Ok(())
     }
@@ -509,10 +511,7 @@ impl<'a> Parser<'a> {
             return Err(self.limit(LimitKind::TextLength, self.limits.max_text_len, at));
         }
         if let Some(bad) = find_forbidden_char(raw) {
-            return Err(self.malformed(
-                at,
-                format!("character U+{:04X} is not allowed in XML", bad as u32),
-            ));
+            return Err(self.forbidden_char(at, bad));
         }
         if !raw.contains(['&', '<', '\t', '\r', '\n']) {
             return Ok(self.store(raw));
@@ -624,14 +623,10 @@ impl<'a> Parser<'a> {
         self.frames.push(frame);
         let decls_end = self.ns_decls.len() as u32;
         let name = self.store_name(qname);
-        let prefix = self.name_prefix(&name).map(str::to_string);
-        let ns = self.resolve_name(prefix.as_deref(), true, start)?;
+        let ns = self.resolve_name(&name, true, start)?;
         let attrs_start = self.attributes.len();
         for &(aname, value) in &raw_attrs {
-            let ans = match self.name_prefix(&aname).map(str::to_string) {
-                None => NsId::NONE,
-                p => self.resolve_name(p.as_deref(), false, start)?,
-            };
+            let ans = self.resolve_name(&aname, false, start)?;
             let local = self.name_local(&aname);
             if self.attributes[attrs_start..]
                 .iter()
@@ -712,25 +707,33 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
+    /// The namespace of a stored element or attribute name. Reads the prefix in place
+    /// from the arena (no copy); only the `xml` prefix needs the namespace table changed.
     fn resolve_name(
         &mut self,
-        prefix: Option<&str>,
+        n: &NameData,
         is_element: bool,
         at: usize,
     ) -> Result<NsId, XmlError> {
-        match prefix {
-            Some("xml") => Ok(self.intern(XML_NS)),
-            Some("xmlns") => Err(XmlError::Namespace {
-                message: "the prefix 'xmlns' cannot be used on an element or attribute".into(),
-                position: self.pos(at),
-            }),
-            Some(p) => self.resolve_prefix(p).ok_or_else(|| XmlError::Namespace {
+        let resolved = match self.name_prefix(n) {
+            Some("xml") => None,
+            Some("xmlns") => {
+                return Err(XmlError::Namespace {
+                    message: "the prefix 'xmlns' cannot be used on an element or attribute".into(),
+                    position: self.pos(at),
+                })
+            }
+            Some(p) => Some(self.resolve_prefix(p).ok_or_else(|| XmlError::Namespace {
                 message: format!("prefix '{p}' is not declared"),
                 position: self.pos(at),
-            }),
-            None if is_element => Ok(self.resolve_prefix("").unwrap_or(NsId::NONE)),
-            None => Ok(NsId::NONE),
-        }
+            })?),
+            None if is_element => Some(self.resolve_prefix("").unwrap_or(NsId::NONE)),
+            None => Some(NsId::NONE),
+        };
+        Ok(match resolved {
+            Some(ns) => ns,
+            None => self.intern(XML_NS),
+        })
     }
 
     fn close_scope(&mut self) {

@@ -280,8 +280,12 @@ impl TrustStore {
             hasher.update(&der);
             push_validity(&mut extra, c)?;
         }
-        let below = |b: &[i64]| b.iter().copied().filter(|t| *t <= at).max();
-        let start = match (below(&self.boundaries), below(&extra)) {
+        // The store's boundaries are sorted: binary search. The path's few are scanned.
+        let stored = self.boundaries[..self.boundaries.partition_point(|t| *t <= at)]
+            .last()
+            .copied();
+        let own = extra.iter().copied().filter(|t| *t <= at).max();
+        let start = match (stored, own) {
             (Some(a), Some(b)) => a.max(b),
             (a, b) => a.or(b).unwrap_or(i64::MIN),
         };

@@ -397,13 +397,7 @@ pub fn verify_document(
     // Resolve the Reference and pin it to the expected element.
     let target = match (&sig.reference_id, &expect.target) {
         (Some(id), Some(expected_path)) => {
-            let (resolvable, total) = elements_with_id(doc, id);
-            if total > 1 {
-                return Err(DsigError::AmbiguousId(id.clone()));
-            }
-            let [found] = resolvable[..] else {
-                return Err(DsigError::ReferenceNotFound(id.clone()));
-            };
+            let found = find_by_id(doc, id)?;
             let expected = expected_path
                 .resolve(doc)
                 .map_err(|e| path_error(expected_path, e, "target"))?;
@@ -624,7 +618,7 @@ pub fn sign(
                     "a detached signature cannot use the enveloped-signature transform",
                 ));
             }
-            let target = unique_id(&doc, id)?;
+            let target = find_by_id(&doc, id)?;
             let container = container
                 .resolve(&doc)
                 .map_err(|e| path_error(container, e, "target"))?;
@@ -641,7 +635,7 @@ pub fn sign(
             }
             match id {
                 Some(id) => {
-                    let t = unique_id(&doc, id)?;
+                    let t = find_by_id(&doc, id)?;
                     (t, t, format!("#{id}"))
                 }
                 None => (Document::DOCUMENT_NODE, doc.root(), String::new()),
@@ -721,7 +715,10 @@ pub fn sign(
     Ok(out)
 }
 
-fn unique_id(doc: &Document, id: &str) -> Result<NodeId, DsigError> {
+/// The element a same-document reference `#id` resolves to, by the rules of
+/// verification: only an unqualified `Id`/`ID`/`id` attribute resolves, and an `id`-named
+/// attribute with that value anywhere else (in any namespace) makes it ambiguous.
+pub fn find_by_id(doc: &Document, id: &str) -> Result<NodeId, DsigError> {
     let (resolvable, total) = elements_with_id(doc, id);
     if total > 1 {
         return Err(DsigError::AmbiguousId(id.to_string()));

@@ -336,16 +336,8 @@ fn verify(a: VerifyArgs, out: &mut dyn Write) -> Result<(), CliError> {
 
 fn select(doc: &Document, s: &SelectArgs) -> Result<NodeId, CliError> {
     if let Some(id) = &s.id {
-        let found: Vec<NodeId> = doc
-            .nodes_iter()
-            .filter(|(n, _)| doc.attribute(*n, "", "Id") == Some(id.as_str()))
-            .map(|(n, _)| n)
-            .collect();
-        return match found[..] {
-            [one] => Ok(one),
-            [] => Err(CliError::Usage(format!("no element has Id \"{id}\""))),
-            _ => Err(CliError::Usage(format!("Id \"{id}\" is not unique"))),
-        };
+        // The same Id rules as signing and verifying, so what is printed is what they digest.
+        return xmldsig::find_by_id(doc, id).map_err(|e| CliError::Usage(e.to_string()));
     }
     if let Some(p) = &s.path {
         return parse_path(p)?

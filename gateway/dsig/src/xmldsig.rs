@@ -358,13 +358,25 @@ fn path_error(path: &ElementPath, e: PathError, what: &str) -> DsigError {
 /// Runs the Reference's transform chain over the node set and returns the octets to digest.
 fn transformed(doc: &Document, target: NodeId, sig: &ParsedSignature) -> Vec<u8> {
     let exclude = sig.transforms.is_enveloped().then_some(sig.signature);
+    apply_transforms(doc, target, exclude, sig.transforms, &sig.exc_options)
+}
+
+/// The octets a Reference digests: the node set at `target` less `exclude`, through the
+/// chain. Signing and verifying both come here, so they cannot drift apart.
+fn apply_transforms(
+    doc: &Document,
+    target: NodeId,
+    exclude: Option<NodeId>,
+    transforms: Transforms,
+    exc_options: &ExcC14nOptions,
+) -> Vec<u8> {
     let mut out = Vec::new();
-    if sig.transforms.has_smev() {
+    if transforms.has_smev() {
         // The SMEV transform reads only the infoset, which exclusive c14n preserves, so
         // applying it straight to the node set equals re-parsing the c14n output.
         smev::transform(doc, target, exclude, &mut out);
     } else {
-        c14n::canonicalize(doc, target, exclude, &sig.exc_options, &mut out);
+        c14n::canonicalize(doc, target, exclude, exc_options, &mut out);
     }
     out
 }
@@ -644,18 +656,13 @@ pub fn sign(
     };
     let digest_alg = options.digest.unwrap_or(key.algorithm().digest());
     // The signature does not exist yet, so nothing needs excluding even when enveloped.
-    let mut digested = Vec::new();
-    if options.transforms.has_smev() {
-        smev::transform(&doc, target, None, &mut digested);
-    } else {
-        c14n::canonicalize(
-            &doc,
-            target,
-            None,
-            &ExcC14nOptions::default(),
-            &mut digested,
-        );
-    }
+    let digested = apply_transforms(
+        &doc,
+        target,
+        None,
+        options.transforms,
+        &ExcC14nOptions::default(),
+    );
     let digest_value = digest_alg.digest(&digested)?;
     let signed_info = signed_info_xml(
         key.algorithm(),

@@ -19,6 +19,13 @@ pub const BASIC_NS: &str =
     "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/basic/1.1";
 const CONTAINER: &str = "CallerInformationSystemSignature";
 
+/// `/soap:Envelope/soap:Body` (SOAP 1.1).
+fn body_path() -> ElementPath {
+    ElementPath::new(vec![])
+        .child(Some(SOAP11_NS), "Envelope")
+        .child(Some(SOAP11_NS), "Body")
+}
+
 /// The signed operations of the SMEV 3 message-exchange service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
@@ -74,10 +81,7 @@ impl Operation {
 
     /// `/soap:Envelope/soap:Body/ns:<Operation>Request`.
     pub fn request_path(self) -> ElementPath {
-        let envelope = ElementPath::new(vec![]).child(Some(SOAP11_NS), "Envelope");
-        envelope
-            .child(Some(SOAP11_NS), "Body")
-            .child(Some(TYPES_NS), self.request_element())
+        body_path().child(Some(TYPES_NS), self.request_element())
     }
 
     /// Where the caller's signature must stand and what it must cover.
@@ -92,13 +96,9 @@ impl Operation {
 
     /// The operation of a SOAP 1.1 envelope: the single element in its Body.
     pub fn detect(doc: &Document) -> Result<Operation, DsigError> {
-        let body = ElementPath::new(vec![])
-            .child(Some(SOAP11_NS), "Envelope")
-            .child(Some(SOAP11_NS), "Body")
-            .resolve(doc)
-            .map_err(|e| {
-                DsigError::MalformedSignature(format!("not a SOAP 1.1 envelope: {e:?}"))
-            })?;
+        let body = body_path().resolve(doc).map_err(|e| {
+            DsigError::MalformedSignature(format!("not a SOAP 1.1 envelope: {e:?}"))
+        })?;
         let children: Vec<NodeId> = doc.child_elements(body).collect();
         let [only] = children[..] else {
             return Err(DsigError::MalformedSignature(format!(

@@ -35,6 +35,13 @@ pub enum Command {
     /// XML canonical forms, as signatures digest them.
     #[command(subcommand)]
     Xml(XmlCommand),
+    /// Run the gateway.
+    Serve(crate::gateway_cmd::ConfigArgs),
+    /// Check a configuration file (and the files it names) without starting.
+    CheckConfig(crate::gateway_cmd::ConfigArgs),
+    /// Administer the registry of participants, systems, kinds of information and grants.
+    #[command(subcommand)]
+    Registry(crate::gateway_cmd::RegistryCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,6 +214,11 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Dsig(DsigCommand::Verify(a)) => verify(a, out),
         Command::Xml(XmlCommand::C14n(a)) => c14n_cmd(a, out),
         Command::Xml(XmlCommand::SmevTransform(a)) => smev_cmd(a, out),
+        Command::Serve(a) => crate::gateway_cmd::serve(a).map_err(CliError::Usage),
+        Command::CheckConfig(a) => {
+            crate::gateway_cmd::check_config(a, out).map_err(CliError::Usage)
+        }
+        Command::Registry(c) => crate::gateway_cmd::registry(c, out).map_err(CliError::Usage),
     };
     match result {
         Ok(()) => 0,

@@ -1,0 +1,477 @@
+//! The gateway's configuration: one TOML file, every key with a default, overridable from
+//! the environment, and checked by [`Config::validate`] — the same code path that
+//! `mezhved check-config` runs.
+//!
+//! Environment overrides: `MEZHVED_<KEY>` for a top-level key and
+//! `MEZHVED_<SECTION>__<KEY>` inside a section (e.g. `MEZHVED_SERVER__LISTEN=0.0.0.0:8080`,
+//! `MEZHVED_EXCHANGE__VISIBILITY_TIMEOUT_SECONDS=60`). A value is read as a TOML value when
+//! it parses as one (numbers, booleans), otherwise as a string.
+//!
+//! Relative paths are relative to the directory of the configuration file.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("environment variable {name}: {message}")]
+    Environment { name: String, message: String },
+    #[error("invalid configuration: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the database and attachment files live.
+    pub data_dir: PathBuf,
+    /// Regional segment and node numbers, carried by every global ID.
+    pub segment: u16,
+    pub node: u16,
+    pub server: ServerConfig,
+    pub log: LogConfig,
+    pub gateway_key: KeyConfig,
+    pub trust: TrustConfig,
+    pub registry: RegistryConfig,
+    pub exchange: ExchangeConfig,
+    pub limits: LimitsConfig,
+    pub operator: OperatorConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    /// The endpoint address written into the served WSDL; empty: taken from the request's
+    /// Host header.
+    pub public_url: String,
+    /// How long in-flight calls may take to finish after SIGTERM.
+    pub shutdown_grace_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `mezhved=debug,info`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyConfig {
+    /// PEM private key the gateway signs its answers with (SMEVSignature).
+    pub key: PathBuf,
+    /// PEM certificate (chain) of that key.
+    pub certificate: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Revocation {
+    RequireCrl,
+    UseCrlIfPresent,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrustConfig {
+    /// Directory of trusted CA certificates and CRLs.
+    pub dir: PathBuf,
+    pub revocation: Revocation,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Registry file applied (as upserts) at start; empty: none.
+    pub file: PathBuf,
+    /// How often changes made elsewhere (CLI, other nodes) are picked up.
+    pub reload_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExchangeConfig {
+    pub message_id_past_seconds: u64,
+    pub message_id_future_seconds: u64,
+    pub visibility_timeout_seconds: u64,
+    pub broker_name: String,
+    pub delivery_statuses: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// A SOAP envelope (the root part of an MTOM call) larger than this is refused.
+    pub max_envelope_bytes: u64,
+    pub max_attachment_bytes: u64,
+    pub max_total_attachment_bytes: u64,
+    pub max_attachments: usize,
+    /// Delivered attachments go inline (base64) up to this total, as MTOM beyond.
+    pub inline_delivery_limit: u64,
+    pub max_xml_depth: usize,
+    pub max_xml_elements: usize,
+    pub max_attributes_per_element: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OperatorConfig {
+    /// SHA-256 (hex) of the operator's bearer token for `/api/v1/registry`; empty: the
+    /// administrative API is disabled.
+    pub token_sha256: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("data"),
+            segment: 1,
+            node: 1,
+            server: ServerConfig::default(),
+            log: LogConfig::default(),
+            gateway_key: KeyConfig::default(),
+            trust: TrustConfig::default(),
+            registry: RegistryConfig::default(),
+            exchange: ExchangeConfig::default(),
+            limits: LimitsConfig::default(),
+            operator: OperatorConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:7575".into(),
+            public_url: String::new(),
+            shutdown_grace_seconds: 10,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for KeyConfig {
+    fn default() -> Self {
+        KeyConfig {
+            key: PathBuf::from("keys/gateway.key.pem"),
+            certificate: PathBuf::from("keys/gateway.cert.pem"),
+        }
+    }
+}
+
+impl Default for TrustConfig {
+    fn default() -> Self {
+        TrustConfig {
+            dir: PathBuf::from("trust"),
+            revocation: Revocation::RequireCrl,
+        }
+    }
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            file: PathBuf::new(),
+            reload_interval_ms: 1000,
+        }
+    }
+}
+
+impl Default for ExchangeConfig {
+    fn default() -> Self {
+        ExchangeConfig {
+            message_id_past_seconds: 24 * 3600,
+            message_id_future_seconds: 300,
+            visibility_timeout_seconds: 300,
+            broker_name: "mezhved".into(),
+            delivery_statuses: true,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_envelope_bytes: 16 << 20,
+            max_attachment_bytes: 2 << 30,
+            max_total_attachment_bytes: 4 << 30,
+            max_attachments: 100,
+            inline_delivery_limit: 1 << 20,
+            max_xml_depth: 128,
+            max_xml_elements: 500_000,
+            max_attributes_per_element: 64,
+        }
+    }
+}
+
+/// Sets `value` at `path` in a TOML table, creating sections on the way.
+fn set_path(root: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, sections) = path.split_last().ok_or("empty key")?;
+    let mut table = root;
+    for s in sections {
+        let entry = table
+            .entry(s.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("{s} is not a section"))?;
+    }
+    table.insert(last.clone(), value);
+    Ok(())
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.into()),
+    }
+}
+
+impl Config {
+    /// Reads the file (if given), applies the environment overrides in `env` (pairs of
+    /// name and value; pass `std::env::vars()`), and resolves relative paths.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let (mut table, base) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Read {
+                    path: p.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                let table: toml::Table =
+                    text.parse()
+                        .map_err(|e: toml::de::Error| ConfigError::Parse {
+                            path: p.display().to_string(),
+                            message: e.to_string(),
+                        })?;
+                let base = p
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| PathBuf::from("."));
+                (table, base)
+            }
+            None => (toml::Table::new(), PathBuf::from(".")),
+        };
+        let mut overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("MEZHVED_") && k != "MEZHVED_CONFIG")
+            .filter(|(k, _)| !k.starts_with("MEZHVED_OPERATOR_TOKEN"))
+            .collect();
+        overrides.sort();
+        for (name, raw) in overrides {
+            let key: Vec<String> = name["MEZHVED_".len()..]
+                .split("__")
+                .map(|s| s.to_ascii_lowercase())
+                .collect();
+            set_path(&mut table, &key, parse_env_value(&raw)).map_err(|message| {
+                ConfigError::Environment {
+                    name: name.clone(),
+                    message,
+                }
+            })?;
+        }
+        let origin = path
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "(defaults)".into());
+        let mut config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: origin,
+                    message: e.to_string(),
+                })?;
+        config.resolve_paths(&base);
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if !p.as_os_str().is_empty() && p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data_dir);
+        fix(&mut self.gateway_key.key);
+        fix(&mut self.gateway_key.certificate);
+        fix(&mut self.trust.dir);
+        fix(&mut self.registry.file);
+    }
+
+    /// Every problem, each naming its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.data_dir.as_os_str().is_empty() {
+            problems.push("data_dir must not be empty".to_string());
+        }
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            problems.push(format!(
+                "server.listen \"{}\" is not an address:port",
+                self.server.listen
+            ));
+        }
+        let url = &self.server.public_url;
+        if !url.is_empty() && !url.starts_with("http://") && !url.starts_with("https://") {
+            problems.push("server.public_url must start with http:// or https://".into());
+        }
+        for (key, path) in [
+            ("gateway_key.key", &self.gateway_key.key),
+            ("gateway_key.certificate", &self.gateway_key.certificate),
+        ] {
+            if !path.is_file() {
+                problems.push(format!("{key}: {} is not a readable file", path.display()));
+            }
+        }
+        if !self.trust.dir.is_dir() {
+            problems.push(format!(
+                "trust.dir: {} is not a directory",
+                self.trust.dir.display()
+            ));
+        }
+        if !self.registry.file.as_os_str().is_empty() && !self.registry.file.is_file() {
+            problems.push(format!(
+                "registry.file: {} is not a readable file",
+                self.registry.file.display()
+            ));
+        }
+        if self.registry.reload_interval_ms == 0 {
+            problems.push("registry.reload_interval_ms must be positive".into());
+        }
+        if self.exchange.visibility_timeout_seconds == 0 {
+            problems.push("exchange.visibility_timeout_seconds must be positive".into());
+        }
+        if self.exchange.message_id_past_seconds == 0 {
+            problems.push("exchange.message_id_past_seconds must be positive".into());
+        }
+        if self.exchange.broker_name.trim().is_empty() {
+            problems.push("exchange.broker_name must not be empty".into());
+        }
+        let l = &self.limits;
+        if l.max_envelope_bytes < 4096 {
+            problems.push("limits.max_envelope_bytes must be at least 4096".into());
+        }
+        if l.max_attachment_bytes == 0 || l.max_total_attachment_bytes < l.max_attachment_bytes {
+            problems.push(
+                "limits.max_total_attachment_bytes must be at least limits.max_attachment_bytes (> 0)"
+                    .into(),
+            );
+        }
+        if l.inline_delivery_limit > l.max_envelope_bytes / 2 {
+            problems.push("limits.inline_delivery_limit must be at most half of limits.max_envelope_bytes (base64 grows it by a third)".into());
+        }
+        if l.max_attachments == 0
+            || l.max_xml_depth < 16
+            || l.max_xml_elements < 1000
+            || l.max_attributes_per_element < 8
+        {
+            problems.push("limits: max_attachments > 0, max_xml_depth ≥ 16, max_xml_elements ≥ 1000, max_attributes_per_element ≥ 8".into());
+        }
+        let t = &self.operator.token_sha256;
+        if !t.is_empty() && (t.len() != 64 || !t.bytes().all(|b| b.is_ascii_hexdigit())) {
+            problems.push(
+                "operator.token_sha256 must be 64 hex digits (the SHA-256 of the token)".into(),
+            );
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("mezhved.db")
+    }
+
+    /// The XML parser limits for calls.
+    pub fn xml_limits(&self) -> mezhved_xml::Limits {
+        mezhved_xml::Limits {
+            max_bytes: self.limits.max_envelope_bytes as usize,
+            max_depth: self.limits.max_xml_depth,
+            max_elements: self.limits.max_xml_elements,
+            max_attributes_per_element: self.limits.max_attributes_per_element,
+            ..mezhved_xml::Limits::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_and_relative_paths() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("mezhved.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"d\"\n[server]\nlisten = \"127.0.0.1:1\"\n",
+        )
+        .expect("write");
+        let c = Config::load(
+            Some(&file),
+            [
+                (
+                    "MEZHVED_SERVER__LISTEN".to_string(),
+                    "127.0.0.1:9".to_string(),
+                ),
+                (
+                    "MEZHVED_EXCHANGE__VISIBILITY_TIMEOUT_SECONDS".into(),
+                    "7".into(),
+                ),
+                ("MEZHVED_SEGMENT".into(), "42".into()),
+                ("OTHER".into(), "x".into()),
+            ],
+        )
+        .expect("loads");
+        assert_eq!(c.server.listen, "127.0.0.1:9");
+        assert_eq!(c.exchange.visibility_timeout_seconds, 7);
+        assert_eq!(c.segment, 42);
+        assert_eq!(c.data_dir, dir.path().join("d"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[server]\nlisten_on = 1\n").expect("write");
+        let e = Config::load(Some(&file), []).expect_err("unknown key");
+        assert!(e.to_string().contains("listen_on"), "{e}");
+        let c = Config {
+            server: ServerConfig {
+                listen: "nowhere".into(),
+                ..ServerConfig::default()
+            },
+            ..Config::default()
+        };
+        let e = c.validate().expect_err("invalid").to_string();
+        assert!(e.contains("server.listen"), "{e}");
+        assert!(e.contains("gateway_key.key"), "{e}");
+        assert!(e.contains("trust.dir"), "{e}");
+    }
+}

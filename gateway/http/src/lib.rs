@@ -1,0 +1,17 @@
+//! The gateway server: typed configuration, the HTTP surfaces (SOAP endpoint, WSDL and
+//! schemas, REST), and [`server::run`], the library side of `mezhved serve`.
+//!
+//! Architecture invariant: this crate is transport only. It turns HTTP into
+//! [`mezhved_core::exchange::Call`]s and answers back; every decision about a message is
+//! the core's, and every fault comes from `ExchangeError::fault`.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod rest;
+pub mod schemas;
+pub mod server;
+pub mod soap;
+
+pub use config::Config;
+pub use server::{run, Gateway};

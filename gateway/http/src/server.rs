@@ -1,0 +1,226 @@
+//! The gateway process: [`run`] wires the store, registry, trust store, gateway key and
+//! exchange together and serves them until `shutdown` resolves.
+//!
+//! Shutdown invariant: when `shutdown` resolves the listener stops accepting, in-flight
+//! calls get [`ServerConfig::shutdown_grace_seconds`](crate::config::ServerConfig) to
+//! finish, and the store's writer commits what it holds before the process ends. A call
+//! is answered only after its commit, so an answered call is never lost; an unanswered
+//! one is retried by its sender and recognised by its MessageID.
+
+use crate::config::{Config, Revocation};
+use crate::{rest, schemas, soap};
+use axum::routing::{get, post};
+use axum::Router;
+use mezhved_core::clock::Clock;
+use mezhved_core::exchange::{Exchange, Settings};
+use mezhved_core::registry::{RegistryError, RegistryFile, RegistryHandle};
+use mezhved_dsig::crypto::SigningKey;
+use mezhved_dsig::trust::{RevocationPolicy, TrustStore};
+use mezhved_store::sqlite::{SqliteOptions, SqliteStore};
+use mezhved_store::Store;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("store: {0}")]
+    Store(#[from] mezhved_store::StoreError),
+    #[error("registry: {0}")]
+    Registry(#[from] RegistryError),
+    #[error("gateway key or trust store: {0}")]
+    Keys(#[from] mezhved_dsig::error::DsigError),
+    #[error("exchange: {0}")]
+    Exchange(#[from] mezhved_core::error::ExchangeError),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    pub config: Config,
+    pub exchange: Arc<Exchange>,
+    pub store: Arc<dyn Store>,
+    pub registry: Arc<RegistryHandle>,
+}
+
+/// Everything [`run`] builds before it serves; `mezhved bench` builds one too.
+#[derive(Debug)]
+pub struct Gateway {
+    pub state: Arc<AppState>,
+    sqlite: Arc<SqliteStore>,
+}
+
+impl Gateway {
+    /// Opens the store, applies the registry file, loads keys and trust, and sweeps
+    /// attachment files no message references.
+    pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Gateway, ServerError> {
+        config.validate()?;
+        // GOST certificates and keys parse only once the engine is loaded; an
+        // installation without the engine still serves RSA and ECDSA.
+        if let Err(e) = mezhved_dsig::gost::ensure_loaded() {
+            tracing::warn!(error = %e, "GOST engine not loaded: GOST signatures will be refused");
+        }
+        std::fs::create_dir_all(&config.data_dir)?;
+        let sqlite = Arc::new(SqliteStore::open(
+            &config.database_path(),
+            SqliteOptions::default(),
+        )?);
+        let store: Arc<dyn Store> = sqlite.clone();
+        if !config.registry.file.as_os_str().is_empty() {
+            let file = RegistryFile::load(&config.registry.file)?;
+            let base = config
+                .registry
+                .file
+                .parent()
+                .map(|p| p.to_path_buf())
+                .unwrap_or_default();
+            let changes = file.to_changes(&base)?;
+            if !changes.is_empty() {
+                store.change_registry(changes).await?;
+            }
+        }
+        let registry = Arc::new(RegistryHandle::load(&*store).await?);
+        let trust = TrustStore::from_dir(&config.trust.dir)?.with_revocation_policy(
+            match config.trust.revocation {
+                Revocation::RequireCrl => RevocationPolicy::RequireCrl,
+                Revocation::UseCrlIfPresent => RevocationPolicy::UseCrlIfPresent,
+            },
+        );
+        let key =
+            SigningKey::from_pem_files(&config.gateway_key.key, &config.gateway_key.certificate)?;
+        let live = store.live_attachment_paths().await?;
+        let swept = mezhved_core::attachments::sweep(&config.data_dir, &live)?;
+        if swept > 0 {
+            tracing::info!(
+                files = swept,
+                "removed attachment files no message references"
+            );
+        }
+        let settings = Settings {
+            limits: config.xml_limits(),
+            message_id_past: Duration::from_secs(config.exchange.message_id_past_seconds),
+            message_id_future: Duration::from_secs(config.exchange.message_id_future_seconds),
+            visibility_timeout: Duration::from_secs(config.exchange.visibility_timeout_seconds),
+            max_attachment_bytes: config.limits.max_attachment_bytes,
+            max_total_attachment_bytes: config.limits.max_total_attachment_bytes,
+            inline_delivery_limit: config.limits.inline_delivery_limit,
+            data_dir: config.data_dir.clone(),
+            broker_name: config.exchange.broker_name.clone(),
+            delivery_statuses: config.exchange.delivery_statuses,
+        };
+        let exchange = Exchange::new(
+            store.clone(),
+            registry.clone(),
+            Arc::new(trust),
+            Arc::new(key),
+            config.segment,
+            config.node,
+            clock,
+            settings,
+        )
+        .await?;
+        Ok(Gateway {
+            state: Arc::new(AppState {
+                config,
+                exchange: Arc::new(exchange),
+                store,
+                registry,
+            }),
+            sqlite,
+        })
+    }
+
+    /// The same gateway with signature checks and signing switched off, for the
+    /// benchmark's "no crypto" run. Must be called before serving.
+    pub fn disable_signatures_for_bench(&mut self) -> Result<(), ServerError> {
+        let state = Arc::get_mut(&mut self.state).ok_or_else(|| {
+            ServerError::Io(std::io::Error::other("the gateway is already serving"))
+        })?;
+        let exchange = Arc::get_mut(&mut state.exchange).ok_or_else(|| {
+            ServerError::Io(std::io::Error::other("the exchange is already shared"))
+        })?;
+        exchange.disable_signatures_for_bench();
+        Ok(())
+    }
+
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    /// Serves until `shutdown` resolves, then drains and closes the store.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let grace = Duration::from_secs(self.state.config.server.shutdown_grace_seconds);
+        let app = self.router();
+        let registry = self.state.registry.clone();
+        let store = self.state.store.clone();
+        let interval = Duration::from_millis(self.state.config.registry.reload_interval_ms);
+        let reloader = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match registry.refresh(&*store).await {
+                    Ok(true) => {
+                        tracing::info!(version = registry.get().version(), "registry reloaded")
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "registry reload failed"),
+                }
+            }
+        });
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "serving");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stop_rx.await;
+        });
+        let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
+        tokio::select! {
+            r = &mut server => r?,
+            () = shutdown => {
+                tracing::info!(grace_seconds = grace.as_secs(), "shutting down: finishing in-flight calls");
+                let _ = stop_tx.send(());
+                match tokio::time::timeout(grace, &mut server).await {
+                    Ok(r) => r?,
+                    Err(_) => tracing::warn!("grace period over: unfinished calls are dropped unanswered"),
+                }
+            }
+        }
+        reloader.abort();
+        self.sqlite.close();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/smev/v1.1", post(soap::endpoint).get(schemas::wsdl))
+        .route("/schemas/{*path}", get(schemas::schema))
+        .route("/health", get(rest::health))
+        .nest("/api/v1/registry", rest::registry_router(state.clone()))
+        .with_state(state)
+}
+
+/// Runs the gateway: the library side of `mezhved serve`.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: Arc<dyn Clock>,
+) -> Result<(), ServerError> {
+    Gateway::open(config, clock)
+        .await?
+        .serve(listener, shutdown)
+        .await
+}

@@ -1,0 +1,78 @@
+//! The gateway's storage seam: one trait, [`Store`], whose methods are shaped by what the
+//! exchange core needs ("accept this message and its card in one transaction", "lease the
+//! next message for this system"), never by SQL. The embedded implementation is
+//! [`sqlite::SqliteStore`]; a PostgreSQL one implements the same trait with leases taken by
+//! `UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)`.
+//!
+//! Invariants every implementation keeps:
+//! - a method returns only after its effects are durable (committed, fsync'd);
+//! - every mutating method is one transaction: a failure leaves nothing written;
+//! - idempotency by (sender system, sender MessageID): accepting the same pair twice
+//!   reports the first acceptance instead of writing anything;
+//! - a message's payload and attachment rows exist only until it is acknowledged; the card
+//!   (metadata only) stays.
+
+#![forbid(unsafe_code)]
+
+pub mod model;
+pub mod sqlite;
+
+pub use model::*;
+
+use futures_util::future::BoxFuture;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("the store is closed")]
+    Closed,
+    #[error("invalid registry change: {0}")]
+    InvalidChange(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The storage operations of the gateway.
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// The registry as it is now.
+    fn registry(&self) -> BoxFuture<'_, Result<RegistryData>>;
+    /// The registry's version (bumped by every change), cheap to poll.
+    fn registry_version(&self) -> BoxFuture<'_, Result<u64>>;
+    /// Applies changes atomically (all or none); returns the new version.
+    fn change_registry(&self, changes: Vec<RegistryChange>) -> BoxFuture<'_, Result<u64>>;
+
+    /// What the sender was answered when it sent this MessageID before.
+    fn find_sent<'a>(
+        &'a self,
+        sender_system: &'a str,
+        sender_message_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SentRecord>>>;
+    /// Enqueues a message and writes its card (and a status change of the card it
+    /// answers) in one transaction, unless the (sender, MessageID) pair is already known.
+    fn accept(&self, message: NewMessage) -> BoxFuture<'_, Result<AcceptOutcome>>;
+    /// Leases the oldest visible matching message for `visibility_ms`.
+    fn lease(&self, request: LeaseRequest) -> BoxFuture<'_, Result<Option<Delivery>>>;
+    /// Acknowledges (or releases) a delivered message.
+    fn ack(&self, command: AckCommand) -> BoxFuture<'_, Result<AckOutcome>>;
+    /// Routing facts of a message, without its payload.
+    fn message_info(&self, global_id: GlobalId) -> BoxFuture<'_, Result<Option<MessageInfo>>>;
+    /// Pending messages per queue and kind for a recipient.
+    fn queue_counts<'a>(
+        &'a self,
+        recipient_system: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<QueueCount>>>;
+    /// The highest global ID ever stored (the generator's floor after a restart).
+    fn highest_global_id(&self) -> BoxFuture<'_, Result<Option<GlobalId>>>;
+    /// The card of a message.
+    fn card(&self, global_id: GlobalId) -> BoxFuture<'_, Result<Option<Card>>>;
+    /// Attachment paths (relative to the data directory) still referenced by a message
+    /// that is not acknowledged: everything else in the attachment area is garbage.
+    fn live_attachment_paths(&self) -> BoxFuture<'_, Result<Vec<String>>>;
+}

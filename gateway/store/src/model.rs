@@ -1,0 +1,278 @@
+//! The data the core hands to the store and gets back. Plain values: no SQL, no XML.
+//! Times are milliseconds since the Unix epoch (UTC); IDs are the gateway's global IDs as
+//! their 16 bytes.
+
+use serde::{Deserialize, Serialize};
+
+/// A global ID (UUID bytes).
+pub type GlobalId = [u8; 16];
+
+/// A participant of the exchange (an agency).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participant {
+    pub mnemonic: String,
+    pub name: String,
+}
+
+/// An information system of a participant: the unit that signs, sends and receives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InformationSystem {
+    pub mnemonic: String,
+    pub participant: String,
+    pub name: String,
+    /// PEM certificates whose keys this system signs with.
+    #[serde(default)]
+    pub certificates: Vec<String>,
+}
+
+/// A kind of information: a registered message type, identified by its content root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindOfInformation {
+    pub namespace: String,
+    pub root_element: String,
+    pub name: String,
+    pub provider_system: String,
+    #[serde(default)]
+    pub restricted: bool,
+    #[serde(default)]
+    pub consent_required: bool,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A consumer system's right to request one kind of information.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Grant {
+    pub consumer_system: String,
+    pub namespace: String,
+    pub root_element: String,
+}
+
+/// The whole registry at one version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryData {
+    pub version: u64,
+    pub participants: Vec<Participant>,
+    pub systems: Vec<InformationSystem>,
+    pub kinds: Vec<KindOfInformation>,
+    pub grants: Vec<Grant>,
+}
+
+/// One administrative change of the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum RegistryChange {
+    PutParticipant(Participant),
+    DeleteParticipant {
+        mnemonic: String,
+    },
+    PutSystem(InformationSystem),
+    DeleteSystem {
+        mnemonic: String,
+    },
+    PutKind(KindOfInformation),
+    DeleteKind {
+        namespace: String,
+        root_element: String,
+    },
+    Grant(Grant),
+    Revoke(Grant),
+}
+
+/// The queues a system reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Queue {
+    /// Requests addressed to a provider (GetRequest).
+    Requests,
+    /// Responses and statuses addressed to a consumer (GetResponse).
+    Responses,
+    /// Processing statuses for a sender (GetStatus).
+    Statuses,
+}
+
+impl Queue {
+    pub fn code(self) -> i64 {
+        match self {
+            Queue::Requests => 0,
+            Queue::Responses => 1,
+            Queue::Statuses => 2,
+        }
+    }
+    pub fn from_code(code: i64) -> Option<Queue> {
+        match code {
+            0 => Some(Queue::Requests),
+            1 => Some(Queue::Responses),
+            2 => Some(Queue::Statuses),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Queue::Requests => "requests",
+            Queue::Responses => "responses",
+            Queue::Statuses => "statuses",
+        }
+    }
+}
+
+/// An attachment whose bytes are in a file of the data directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredAttachment {
+    pub content_id: String,
+    pub mime_type: String,
+    pub size: u64,
+    pub sha256: [u8; 32],
+    /// Path relative to the data directory.
+    pub path: String,
+    /// Whether it arrived as an MTOM part (and is delivered as one).
+    pub mtom: bool,
+}
+
+/// The metadata card of a message (metadata only: never payload or attachments).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Card {
+    pub global_id: GlobalId,
+    pub queue: Queue,
+    pub sender_system: String,
+    pub sender_message_id: String,
+    pub recipient_system: String,
+    pub kind_namespace: String,
+    pub kind_root: String,
+    pub original_global_id: Option<GlobalId>,
+    pub checksum: [u8; 32],
+    pub received_at_ms: i64,
+    pub status: String,
+    pub test_message: bool,
+    /// The rest of the card (request card items, sizes, attachment checksums, …) as JSON.
+    pub details: serde_json::Value,
+}
+
+/// A message to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub global_id: GlobalId,
+    pub queue: Queue,
+    pub sender_system: String,
+    pub sender_message_id: String,
+    pub recipient_system: String,
+    pub kind_namespace: String,
+    pub kind_root: String,
+    /// Root of the business content, when it differs from the kind (responses).
+    pub content_namespace: String,
+    pub content_root: String,
+    pub original_global_id: Option<GlobalId>,
+    pub checksum: [u8; 32],
+    pub received_at_ms: i64,
+    pub eol_ms: Option<i64>,
+    /// What is delivered (opaque to the store; removed after Ack).
+    pub payload: Vec<u8>,
+    pub attachments: Vec<StoredAttachment>,
+    /// The exact answer given to the sender, replayed for an identical resend.
+    pub answer: Vec<u8>,
+    pub card: Card,
+    /// A status change of the card this message answers (`original_global_id`).
+    pub original_status: Option<String>,
+}
+
+/// What an earlier SendRequest/SendResponse from the same system with the same MessageID
+/// was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentRecord {
+    pub global_id: GlobalId,
+    pub checksum: [u8; 32],
+    pub answer: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcceptOutcome {
+    Accepted,
+    /// The same (sender system, MessageID) was accepted before.
+    Duplicate(SentRecord),
+}
+
+/// Which message to lease.
+#[derive(Debug, Clone)]
+pub struct LeaseRequest {
+    pub recipient_system: String,
+    pub queue: Queue,
+    /// Namespace and root local name to match (content root or kind).
+    pub selector: Option<(String, String)>,
+    pub now_ms: i64,
+    pub visibility_ms: i64,
+}
+
+/// A leased message.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub global_id: GlobalId,
+    pub queue: Queue,
+    pub sender_system: String,
+    pub sender_message_id: String,
+    pub recipient_system: String,
+    pub kind_namespace: String,
+    pub kind_root: String,
+    pub original_global_id: Option<GlobalId>,
+    pub checksum: [u8; 32],
+    pub received_at_ms: i64,
+    pub payload: Vec<u8>,
+    pub attachments: Vec<StoredAttachment>,
+    pub delivery_count: u32,
+    pub first_delivered_at_ms: i64,
+}
+
+/// The receiver's own registration of a message (the second of triple registration).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiverRegistration {
+    pub number: String,
+    pub registered_at_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AckCommand {
+    pub recipient_system: String,
+    pub global_id: GlobalId,
+    pub accepted: bool,
+    pub receiver_registration: Option<ReceiverRegistration>,
+    pub now_ms: i64,
+    /// Messages to enqueue in the same transaction when this Ack takes effect (statuses
+    /// for the sender).
+    pub then_enqueue: Vec<NewMessage>,
+    /// The card status after a positive Ack.
+    pub acked_status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// The payload is gone; the attachment files listed (relative paths) may be removed.
+    Acknowledged {
+        attachments: Vec<String>,
+    },
+    AlreadyAcknowledged,
+    /// Ack(accepted=false): visible again.
+    Released,
+    NotFound,
+}
+
+/// A message as far as routing needs it (no payload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageInfo {
+    pub global_id: GlobalId,
+    pub queue: Queue,
+    pub sender_system: String,
+    pub sender_message_id: String,
+    pub recipient_system: String,
+    pub kind_namespace: String,
+    pub kind_root: String,
+    pub original_global_id: Option<GlobalId>,
+    pub acknowledged: bool,
+    pub received_at_ms: i64,
+}
+
+/// Pending messages of one queue and kind for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueCount {
+    pub queue: Queue,
+    pub kind_namespace: String,
+    pub kind_root: String,
+    pub pending: u64,
+}

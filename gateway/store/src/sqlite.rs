@@ -1,0 +1,1001 @@
+//! The embedded store: one SQLite database in WAL mode with `synchronous=FULL`.
+//!
+//! Invariants:
+//! - **One writer.** Every mutation runs on a dedicated thread fed by a channel. The thread
+//!   takes whatever commands are waiting (up to [`MAX_BATCH`]), runs each inside its own
+//!   SAVEPOINT of one transaction, commits once, and only then answers each caller: many
+//!   concurrent calls share one fsync (group commit) and none is answered before its
+//!   effects are durable. A command that fails is rolled back to its savepoint alone.
+//! - **Readers never block the writer**: WAL lets a small pool of read connections run
+//!   alongside it, on tokio's blocking threads.
+//! - **Erased means erased.** `secure_delete` overwrites freed content, and after payloads
+//!   were deleted the writer truncates the WAL (`wal_checkpoint(TRUNCATE)`) within
+//!   [`SqliteOptions::erase_interval`], so an acknowledged payload survives in no file.
+//! - Migrations are numbered files applied in order, each in its own transaction, recorded
+//!   in `PRAGMA user_version`.
+
+use crate::model::*;
+use crate::{Result, Store, StoreError};
+use futures_util::future::BoxFuture;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Commands committed together at most.
+pub const MAX_BATCH: usize = 256;
+
+const MIGRATIONS: &[(u32, &str)] = &[(
+    1,
+    include_str!("../migrations/0001_registry_queues_cards.sql"),
+)];
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Read connections.
+    pub readers: usize,
+    /// How soon after payloads are deleted the WAL is truncated.
+    pub erase_interval: Duration,
+    /// Waiting for a lock held by another process (e.g. the CLI).
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            readers: 4,
+            erase_interval: Duration::from_millis(500),
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+type Reply = Box<dyn FnOnce(Result<()>) + Send>;
+/// What a command did inside the shared transaction.
+#[derive(Clone, Copy)]
+struct Outcome {
+    failed: bool,
+    erased: bool,
+}
+/// A command: given the shared transaction it runs; given an error (the transaction
+/// could not be opened) it only prepares that error as its answer.
+type Job =
+    Box<dyn FnOnce(std::result::Result<&Transaction<'_>, StoreError>) -> (Reply, Outcome) + Send>;
+
+/// The embedded SQLite store.
+#[derive(Debug)]
+pub struct SqliteStore {
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: PathBuf,
+    options: SqliteOptions,
+}
+
+fn open_connection(path: &Path, options: &SqliteOptions, read_only: bool) -> Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(options.busy_timeout)?;
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (number, sql) in MIGRATIONS {
+        if *number <= current {
+            continue;
+        }
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", number)?;
+        tx.commit()?;
+        tracing::info!(migration = number, "applied store migration");
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database at `path`.
+    pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        let mut conn = open_connection(path, &options, false)?;
+        migrate(&mut conn)?;
+        let mut readers = Vec::with_capacity(options.readers.max(1));
+        for _ in 0..options.readers.max(1) {
+            readers.push(open_connection(path, &options, true)?);
+        }
+        let (tx, rx) = mpsc::channel::<Job>();
+        let erase_interval = options.erase_interval;
+        let thread = std::thread::Builder::new()
+            .name("mezhved-store-writer".into())
+            .spawn(move || writer_loop(conn, rx, erase_interval))?;
+        Ok(SqliteStore {
+            writer: Mutex::new(Some(tx)),
+            writer_thread: Mutex::new(Some(thread)),
+            readers: Arc::new(Mutex::new(readers)),
+            path: path.to_path_buf(),
+            options,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stops accepting writes, lets the writer commit what it has, truncates the WAL and
+    /// joins the writer thread.
+    pub fn close(&self) {
+        if let Ok(mut w) = self.writer.lock() {
+            w.take();
+        }
+        let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+
+    /// Runs `f` on the writer thread inside the shared transaction; answers after commit.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<(T, bool)> + Send + 'static,
+    ) -> Result<T> {
+        let (reply_tx, reply_rx) = oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(move |tx| match tx.and_then(f) {
+            Ok((value, erased)) => (
+                Box::new(move |committed: Result<()>| {
+                    let _ = reply_tx.send(committed.map(|()| value));
+                }),
+                Outcome {
+                    failed: false,
+                    erased,
+                },
+            ),
+            Err(e) => (
+                Box::new(move |_| {
+                    let _ = reply_tx.send(Err(e));
+                }),
+                Outcome {
+                    failed: true,
+                    erased: false,
+                },
+            ),
+        });
+        {
+            let guard = self.writer.lock().map_err(|_| StoreError::Closed)?;
+            let sender = guard.as_ref().ok_or(StoreError::Closed)?;
+            sender.send(job).map_err(|_| StoreError::Closed)?;
+        }
+        reply_rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on a read connection on a blocking thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        let options = self.options.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.lock().ok().and_then(|mut r| r.pop());
+            let conn = match conn {
+                Some(c) => c,
+                None => open_connection(&path, &options, true)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut r) = readers.lock() {
+                if r.len() < options.readers.max(1) {
+                    r.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, erase_interval: Duration) {
+    let mut erase_pending = false;
+    // Wall-clock pacing of WAL truncation only; no decision about messages depends on it.
+    #[allow(clippy::disallowed_methods)]
+    let mut last_truncate = std::time::Instant::now();
+    loop {
+        let first = if erase_pending {
+            match rx.recv_timeout(erase_interval) {
+                Ok(job) => Some(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(job) => Some(job),
+                Err(_) => break,
+            }
+        };
+        if let Some(first) = first {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            erase_pending |= run_batch(&mut conn, batch);
+        }
+        #[allow(clippy::disallowed_methods)]
+        let now = std::time::Instant::now();
+        if erase_pending && now.duration_since(last_truncate) >= erase_interval {
+            if truncate_wal(&conn) {
+                erase_pending = false;
+            }
+            last_truncate = now;
+        }
+    }
+    truncate_wal(&conn);
+}
+
+/// Returns whether the checkpoint completed (no reader held it back).
+fn truncate_wal(conn: &Connection) -> bool {
+    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(busy) => busy == 0,
+        Err(e) => {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+            false
+        }
+    }
+}
+
+/// Runs one group commit; returns whether any command erased payload.
+fn run_batch(conn: &mut Connection, batch: Vec<Job>) -> bool {
+    let size = batch.len();
+    // IMMEDIATE: take the write lock at BEGIN, where the busy timeout applies. A deferred
+    // transaction whose first command reads (accept's idempotency check) and then writes
+    // gets SQLITE_BUSY at once, without waiting, if another connection holds the lock.
+    let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            tracing::error!(error = %e, batch = size, "cannot begin a transaction");
+            let message = e.to_string();
+            for job in batch {
+                let (reply, _) = job(Err(StoreError::Database(message.clone())));
+                reply(Ok(()));
+            }
+            return false;
+        }
+    };
+    let mut replies: Vec<Reply> = Vec::with_capacity(size);
+    let mut erased = false;
+    // Set when a failure undid the whole transaction (SQLite does that on I/O errors,
+    // a full disk or no memory): then nothing of this batch may be reported as done.
+    let mut lost: Option<String> = None;
+    for (i, job) in batch.into_iter().enumerate() {
+        if let Some(reason) = &lost {
+            let (reply, _) = job(Err(StoreError::Database(reason.clone())));
+            replies.push(reply);
+            continue;
+        }
+        let sp = format!("c{i}");
+        if let Err(e) = tx.execute_batch(&format!("SAVEPOINT {sp}")) {
+            tracing::error!(error = %e, "cannot open a savepoint");
+            let (reply, _) = job(Err(StoreError::Database(e.to_string())));
+            replies.push(reply);
+            continue;
+        }
+        let (reply, outcome) = job(Ok(&tx));
+        if outcome.failed {
+            if tx.is_autocommit() {
+                lost = Some("the transaction was rolled back by the database".into());
+            } else {
+                // Undo this command alone; the others in the batch still commit.
+                let _ = tx.execute_batch(&format!("ROLLBACK TO {sp}"));
+            }
+        }
+        erased |= outcome.erased;
+        if lost.is_none() {
+            let _ = tx.execute_batch(&format!("RELEASE {sp}"));
+        }
+        replies.push(reply);
+    }
+    let committed = match &lost {
+        Some(reason) => {
+            drop(tx);
+            Err(StoreError::Database(reason.clone()))
+        }
+        None => tx.commit().map_err(StoreError::from),
+    };
+    let failed = committed.as_ref().err().map(|e| e.to_string());
+    if let Some(e) = &failed {
+        tracing::error!(error = %e, batch = size, "group commit failed");
+    }
+    for reply in replies {
+        reply(match &failed {
+            None => Ok(()),
+            Some(e) => Err(StoreError::Database(e.clone())),
+        });
+    }
+    erased && failed.is_none()
+}
+
+fn blob16(v: Vec<u8>) -> Result<GlobalId> {
+    v.try_into()
+        .map_err(|_| StoreError::Corrupt("a global ID is not 16 bytes".into()))
+}
+
+fn blob32(v: Vec<u8>) -> Result<[u8; 32]> {
+    v.try_into()
+        .map_err(|_| StoreError::Corrupt("a digest is not 32 bytes".into()))
+}
+
+fn queue_of(code: i64) -> Result<Queue> {
+    Queue::from_code(code).ok_or_else(|| StoreError::Corrupt(format!("unknown queue {code}")))
+}
+
+fn read_registry(conn: &Connection) -> Result<RegistryData> {
+    let version: i64 = conn.query_row("SELECT version FROM registry_version", [], |r| r.get(0))?;
+    let mut data = RegistryData {
+        version: version as u64,
+        ..RegistryData::default()
+    };
+    let mut st =
+        conn.prepare_cached("SELECT mnemonic, name FROM participants ORDER BY mnemonic")?;
+    data.participants = st
+        .query_map([], |r| {
+            Ok(Participant {
+                mnemonic: r.get(0)?,
+                name: r.get(1)?,
+            })
+        })?
+        .collect::<std::result::Result<_, _>>()?;
+    let mut st = conn.prepare_cached(
+        "SELECT mnemonic, participant, name, certificates FROM systems ORDER BY mnemonic",
+    )?;
+    let rows: Vec<(String, String, String, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<std::result::Result<_, _>>()?;
+    for (mnemonic, participant, name, certs) in rows {
+        let certificates = serde_json::from_str(&certs)
+            .map_err(|e| StoreError::Corrupt(format!("certificates of {mnemonic}: {e}")))?;
+        data.systems.push(InformationSystem {
+            mnemonic,
+            participant,
+            name,
+            certificates,
+        });
+    }
+    let mut st = conn.prepare_cached(
+        "SELECT namespace, root_element, name, provider_system, restricted, consent_required, description
+         FROM kinds ORDER BY namespace, root_element",
+    )?;
+    data.kinds = st
+        .query_map([], |r| {
+            Ok(KindOfInformation {
+                namespace: r.get(0)?,
+                root_element: r.get(1)?,
+                name: r.get(2)?,
+                provider_system: r.get(3)?,
+                restricted: r.get(4)?,
+                consent_required: r.get(5)?,
+                description: r.get(6)?,
+            })
+        })?
+        .collect::<std::result::Result<_, _>>()?;
+    let mut st = conn.prepare_cached(
+        "SELECT consumer_system, namespace, root_element FROM grants
+         ORDER BY consumer_system, namespace, root_element",
+    )?;
+    data.grants = st
+        .query_map([], |r| {
+            Ok(Grant {
+                consumer_system: r.get(0)?,
+                namespace: r.get(1)?,
+                root_element: r.get(2)?,
+            })
+        })?
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(data)
+}
+
+fn change_error(e: rusqlite::Error, what: &str) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::InvalidChange(format!(
+                "{what}: it refers to something not registered, or something still refers to it"
+            ))
+        }
+        other => other.into(),
+    }
+}
+
+fn apply_change(tx: &Transaction<'_>, change: &RegistryChange) -> Result<()> {
+    fn non_empty(what: &str, v: &str) -> Result<()> {
+        if v.trim().is_empty() {
+            return Err(StoreError::InvalidChange(format!(
+                "{what} must not be empty"
+            )));
+        }
+        Ok(())
+    }
+    let affected = match change {
+        RegistryChange::PutParticipant(p) => {
+            non_empty("participant mnemonic", &p.mnemonic)?;
+            non_empty("participant name", &p.name)?;
+            tx.execute(
+                "INSERT INTO participants (mnemonic, name) VALUES (?1, ?2)
+                 ON CONFLICT (mnemonic) DO UPDATE SET name = excluded.name",
+                params![p.mnemonic, p.name],
+            )
+            .map_err(|e| change_error(e, &format!("participant {}", p.mnemonic)))?
+        }
+        RegistryChange::DeleteParticipant { mnemonic } => tx
+            .execute("DELETE FROM participants WHERE mnemonic = ?1", [mnemonic])
+            .map_err(|e| change_error(e, &format!("participant {mnemonic}")))?,
+        RegistryChange::PutSystem(s) => {
+            non_empty("system mnemonic", &s.mnemonic)?;
+            non_empty("system name", &s.name)?;
+            let certs = serde_json::to_string(&s.certificates)
+                .map_err(|e| StoreError::InvalidChange(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO systems (mnemonic, participant, name, certificates) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (mnemonic) DO UPDATE SET participant = excluded.participant,
+                     name = excluded.name, certificates = excluded.certificates",
+                params![s.mnemonic, s.participant, s.name, certs],
+            )
+            .map_err(|e| change_error(e, &format!("system {}", s.mnemonic)))?
+        }
+        RegistryChange::DeleteSystem { mnemonic } => tx
+            .execute("DELETE FROM systems WHERE mnemonic = ?1", [mnemonic])
+            .map_err(|e| change_error(e, &format!("system {mnemonic}")))?,
+        RegistryChange::PutKind(k) => {
+            non_empty("kind namespace", &k.namespace)?;
+            non_empty("kind root element", &k.root_element)?;
+            non_empty("kind name", &k.name)?;
+            tx.execute(
+                "INSERT INTO kinds (namespace, root_element, name, provider_system, restricted,
+                     consent_required, description) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (namespace, root_element) DO UPDATE SET name = excluded.name,
+                     provider_system = excluded.provider_system, restricted = excluded.restricted,
+                     consent_required = excluded.consent_required, description = excluded.description",
+                params![
+                    k.namespace,
+                    k.root_element,
+                    k.name,
+                    k.provider_system,
+                    k.restricted,
+                    k.consent_required,
+                    k.description
+                ],
+            )
+            .map_err(|e| change_error(e, &format!("kind {{{}}}{}", k.namespace, k.root_element)))?
+        }
+        RegistryChange::DeleteKind {
+            namespace,
+            root_element,
+        } => tx
+            .execute(
+                "DELETE FROM kinds WHERE namespace = ?1 AND root_element = ?2",
+                [namespace, root_element],
+            )
+            .map_err(|e| change_error(e, &format!("kind {{{namespace}}}{root_element}")))?,
+        RegistryChange::Grant(g) => tx
+            .execute(
+                "INSERT OR IGNORE INTO grants (consumer_system, namespace, root_element) VALUES (?1, ?2, ?3)",
+                params![g.consumer_system, g.namespace, g.root_element],
+            )
+            .map_err(|e| {
+                change_error(
+                    e,
+                    &format!("grant of {{{}}}{} to {}", g.namespace, g.root_element, g.consumer_system),
+                )
+            })
+            .map(|_| 1)?,
+        RegistryChange::Revoke(g) => tx.execute(
+            "DELETE FROM grants WHERE consumer_system = ?1 AND namespace = ?2 AND root_element = ?3",
+            params![g.consumer_system, g.namespace, g.root_element],
+        )?,
+    };
+    let deleting = matches!(
+        change,
+        RegistryChange::DeleteParticipant { .. }
+            | RegistryChange::DeleteSystem { .. }
+            | RegistryChange::DeleteKind { .. }
+            | RegistryChange::Revoke(_)
+    );
+    if deleting && affected == 0 {
+        return Err(StoreError::NotFound(format!(
+            "{change:?} names nothing registered"
+        )));
+    }
+    Ok(())
+}
+
+fn find_sent(conn: &Connection, sender: &str, message_id: &str) -> Result<Option<SentRecord>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT global_id, checksum, answer FROM messages
+             WHERE sender_system = ?1 AND sender_message_id = ?2",
+        )?
+        .query_row([sender, message_id], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?, r.get(2)?))
+        })
+        .optional()?;
+    row.map(|(g, c, answer)| {
+        Ok(SentRecord {
+            global_id: blob16(g)?,
+            checksum: blob32(c)?,
+            answer,
+        })
+    })
+    .transpose()
+}
+
+fn insert_message(tx: &Transaction<'_>, m: &NewMessage) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO messages (global_id, queue, sender_system, sender_message_id, recipient_system,
+             kind_namespace, kind_root, content_namespace, content_root, original_global_id, checksum,
+             received_at, eol, visible_at, payload, answer)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?12, ?14, ?15)",
+    )?
+    .execute(params![
+        &m.global_id[..],
+        m.queue.code(),
+        m.sender_system,
+        m.sender_message_id,
+        m.recipient_system,
+        m.kind_namespace,
+        m.kind_root,
+        m.content_namespace,
+        m.content_root,
+        m.original_global_id.as_ref().map(|g| &g[..]),
+        &m.checksum[..],
+        m.received_at_ms,
+        m.eol_ms,
+        m.payload,
+        m.answer,
+    ])?;
+    let mut st = tx.prepare_cached(
+        "INSERT INTO attachments (global_id, position, content_id, mime_type, size, sha256, path, mtom)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for (i, a) in m.attachments.iter().enumerate() {
+        st.execute(params![
+            &m.global_id[..],
+            i as i64,
+            a.content_id,
+            a.mime_type,
+            a.size as i64,
+            &a.sha256[..],
+            a.path,
+            a.mtom
+        ])?;
+    }
+    let c = &m.card;
+    tx.prepare_cached(
+        "INSERT INTO cards (global_id, queue, sender_system, sender_message_id, recipient_system,
+             kind_namespace, kind_root, original_global_id, checksum, received_at, status,
+             test_message, details)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        &c.global_id[..],
+        c.queue.code(),
+        c.sender_system,
+        c.sender_message_id,
+        c.recipient_system,
+        c.kind_namespace,
+        c.kind_root,
+        c.original_global_id.as_ref().map(|g| &g[..]),
+        &c.checksum[..],
+        c.received_at_ms,
+        c.status,
+        c.test_message,
+        c.details.to_string(),
+    ])?;
+    if let (Some(original), Some(status)) = (&m.original_global_id, &m.original_status) {
+        tx.prepare_cached("UPDATE cards SET status = ?2 WHERE global_id = ?1")?
+            .execute(params![&original[..], status])?;
+    }
+    Ok(())
+}
+
+fn attachments_of(conn: &Connection, global_id: &[u8]) -> Result<Vec<StoredAttachment>> {
+    let mut st = conn.prepare_cached(
+        "SELECT content_id, mime_type, size, sha256, path, mtom FROM attachments
+         WHERE global_id = ?1 ORDER BY position",
+    )?;
+    let rows: Vec<(String, String, i64, Vec<u8>, String, bool)> = st
+        .query_map([global_id], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?
+        .collect::<std::result::Result<_, _>>()?;
+    rows.into_iter()
+        .map(|(content_id, mime_type, size, sha, path, mtom)| {
+            Ok(StoredAttachment {
+                content_id,
+                mime_type,
+                size: size as u64,
+                sha256: blob32(sha)?,
+                path,
+                mtom,
+            })
+        })
+        .collect()
+}
+
+fn lease(tx: &Transaction<'_>, req: &LeaseRequest) -> Result<Option<Delivery>> {
+    const COLUMNS: &str =
+        "seq, global_id, sender_system, sender_message_id, kind_namespace, kind_root,
+        original_global_id, checksum, received_at, payload, delivery_count, first_delivered_at";
+    let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<_> {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, Vec<u8>>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, Option<Vec<u8>>>(6)?,
+            r.get::<_, Vec<u8>>(7)?,
+            r.get::<_, i64>(8)?,
+            r.get::<_, Option<Vec<u8>>>(9)?,
+            r.get::<_, i64>(10)?,
+            r.get::<_, Option<i64>>(11)?,
+        ))
+    };
+    let row = match &req.selector {
+        None => tx
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM messages INDEXED BY messages_pending
+                 WHERE recipient_system = ?1 AND queue = ?2 AND visible_at <= ?3 AND acked_at IS NULL
+                 ORDER BY visible_at, seq LIMIT 1"
+            ))?
+            .query_row(params![req.recipient_system, req.queue.code(), req.now_ms], map)
+            .optional()?,
+        Some((ns, root)) => tx
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM messages INDEXED BY messages_pending
+                 WHERE recipient_system = ?1 AND queue = ?2 AND visible_at <= ?3 AND acked_at IS NULL
+                   AND ((content_namespace = ?4 AND content_root = ?5)
+                        OR (kind_namespace = ?4 AND kind_root = ?5))
+                 ORDER BY visible_at, seq LIMIT 1"
+            ))?
+            .query_row(
+                params![req.recipient_system, req.queue.code(), req.now_ms, ns, root],
+                map,
+            )
+            .optional()?,
+    };
+    let Some((seq, gid, sender, smid, kns, kroot, orig, checksum, received, payload, count, first)) =
+        row
+    else {
+        return Ok(None);
+    };
+    let payload =
+        payload.ok_or_else(|| StoreError::Corrupt("a pending message has no payload".into()))?;
+    let first = first.unwrap_or(req.now_ms);
+    tx.prepare_cached(
+        "UPDATE messages SET visible_at = ?2, delivery_count = delivery_count + 1,
+             first_delivered_at = ?3 WHERE seq = ?1",
+    )?
+    .execute(params![seq, req.now_ms + req.visibility_ms, first])?;
+    let attachments = attachments_of(tx, &gid)?;
+    Ok(Some(Delivery {
+        global_id: blob16(gid)?,
+        queue: req.queue,
+        sender_system: sender,
+        sender_message_id: smid,
+        recipient_system: req.recipient_system.clone(),
+        kind_namespace: kns,
+        kind_root: kroot,
+        original_global_id: orig.map(blob16).transpose()?,
+        checksum: blob32(checksum)?,
+        received_at_ms: received,
+        payload,
+        attachments,
+        delivery_count: (count + 1) as u32,
+        first_delivered_at_ms: first,
+    }))
+}
+
+fn ack(tx: &Transaction<'_>, cmd: &AckCommand) -> Result<(AckOutcome, bool)> {
+    let row: Option<(i64, Option<i64>)> = tx
+        .prepare_cached(
+            "SELECT seq, acked_at FROM messages WHERE global_id = ?1 AND recipient_system = ?2",
+        )?
+        .query_row(params![&cmd.global_id[..], cmd.recipient_system], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((seq, acked_at)) = row else {
+        return Ok((AckOutcome::NotFound, false));
+    };
+    if acked_at.is_some() {
+        return Ok((AckOutcome::AlreadyAcknowledged, false));
+    }
+    if !cmd.accepted {
+        tx.prepare_cached("UPDATE messages SET visible_at = ?2 WHERE seq = ?1")?
+            .execute(params![seq, cmd.now_ms])?;
+        return Ok((AckOutcome::Released, false));
+    }
+    tx.prepare_cached("UPDATE messages SET acked_at = ?2, payload = NULL WHERE seq = ?1")?
+        .execute(params![seq, cmd.now_ms])?;
+    let attachments: Vec<String> = attachments_of(tx, &cmd.global_id)?
+        .into_iter()
+        .map(|a| a.path)
+        .collect();
+    tx.prepare_cached("DELETE FROM attachments WHERE global_id = ?1")?
+        .execute([&cmd.global_id[..]])?;
+    let (number, at) = match &cmd.receiver_registration {
+        Some(r) => (Some(r.number.as_str()), Some(r.registered_at_ms)),
+        None => (None, None),
+    };
+    tx.prepare_cached(
+        "UPDATE cards SET status = ?2,
+             receiver_registration_number = coalesce(?3, receiver_registration_number),
+             receiver_registered_at = coalesce(?4, receiver_registered_at)
+         WHERE global_id = ?1",
+    )?
+    .execute(params![&cmd.global_id[..], cmd.acked_status, number, at])?;
+    for m in &cmd.then_enqueue {
+        insert_message(tx, m)?;
+    }
+    Ok((AckOutcome::Acknowledged { attachments }, true))
+}
+
+fn message_info(conn: &Connection, global_id: &[u8]) -> Result<Option<MessageInfo>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT queue, sender_system, sender_message_id, recipient_system, kind_namespace,
+                 kind_root, original_global_id, acked_at IS NOT NULL, received_at
+             FROM messages WHERE global_id = ?1",
+        )?
+        .query_row([global_id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, Option<Vec<u8>>>(6)?,
+                r.get::<_, bool>(7)?,
+                r.get::<_, i64>(8)?,
+            ))
+        })
+        .optional()?;
+    let Some((q, sender, smid, recipient, kns, kroot, orig, acked, received)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(MessageInfo {
+        global_id: blob16(global_id.to_vec())?,
+        queue: queue_of(q)?,
+        sender_system: sender,
+        sender_message_id: smid,
+        recipient_system: recipient,
+        kind_namespace: kns,
+        kind_root: kroot,
+        original_global_id: orig.map(blob16).transpose()?,
+        acknowledged: acked,
+        received_at_ms: received,
+    }))
+}
+
+fn card(conn: &Connection, global_id: &[u8]) -> Result<Option<Card>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT queue, sender_system, sender_message_id, recipient_system, kind_namespace,
+                 kind_root, original_global_id, checksum, received_at, status, test_message,
+                 receiver_registration_number, receiver_registered_at, details
+             FROM cards WHERE global_id = ?1",
+        )?
+        .query_row([global_id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, Option<Vec<u8>>>(6)?,
+                r.get::<_, Vec<u8>>(7)?,
+                r.get::<_, i64>(8)?,
+                r.get::<_, String>(9)?,
+                r.get::<_, bool>(10)?,
+                r.get::<_, Option<String>>(11)?,
+                r.get::<_, Option<i64>>(12)?,
+                r.get::<_, String>(13)?,
+            ))
+        })
+        .optional()?;
+    let Some((
+        q,
+        sender,
+        smid,
+        recipient,
+        kns,
+        kroot,
+        orig,
+        checksum,
+        received,
+        status,
+        test,
+        rnum,
+        rat,
+        details,
+    )) = row
+    else {
+        return Ok(None);
+    };
+    let mut details: serde_json::Value = serde_json::from_str(&details)
+        .map_err(|e| StoreError::Corrupt(format!("card details: {e}")))?;
+    if let (Some(obj), Some(number)) = (details.as_object_mut(), rnum) {
+        obj.insert(
+            "receiver_registration".into(),
+            serde_json::json!({ "number": number, "registered_at_ms": rat }),
+        );
+    }
+    Ok(Some(Card {
+        global_id: blob16(global_id.to_vec())?,
+        queue: queue_of(q)?,
+        sender_system: sender,
+        sender_message_id: smid,
+        recipient_system: recipient,
+        kind_namespace: kns,
+        kind_root: kroot,
+        original_global_id: orig.map(blob16).transpose()?,
+        checksum: blob32(checksum)?,
+        received_at_ms: received,
+        status,
+        test_message: test,
+        details,
+    }))
+}
+
+impl Store for SqliteStore {
+    fn registry(&self) -> BoxFuture<'_, Result<RegistryData>> {
+        // One read transaction: the version and the content come from the same snapshot.
+        Box::pin(self.read(|c| {
+            let tx = c.unchecked_transaction()?;
+            read_registry(&tx)
+        }))
+    }
+
+    fn registry_version(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(self.read(|c| {
+            let v: i64 = c.query_row("SELECT version FROM registry_version", [], |r| r.get(0))?;
+            Ok(v as u64)
+        }))
+    }
+
+    fn change_registry(&self, changes: Vec<RegistryChange>) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(self.write(move |tx| {
+            for change in &changes {
+                apply_change(tx, change)?;
+            }
+            tx.execute("UPDATE registry_version SET version = version + 1", [])?;
+            let v: i64 = tx.query_row("SELECT version FROM registry_version", [], |r| r.get(0))?;
+            Ok((v as u64, false))
+        }))
+    }
+
+    fn find_sent<'a>(
+        &'a self,
+        sender_system: &'a str,
+        sender_message_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SentRecord>>> {
+        let (s, m) = (sender_system.to_string(), sender_message_id.to_string());
+        Box::pin(self.read(move |c| find_sent(c, &s, &m)))
+    }
+
+    fn accept(&self, message: NewMessage) -> BoxFuture<'_, Result<AcceptOutcome>> {
+        Box::pin(self.write(move |tx| {
+            // Checked again inside the writer: two identical calls racing see one winner.
+            if let Some(prev) = find_sent(tx, &message.sender_system, &message.sender_message_id)? {
+                return Ok((AcceptOutcome::Duplicate(prev), false));
+            }
+            insert_message(tx, &message)?;
+            Ok((AcceptOutcome::Accepted, false))
+        }))
+    }
+
+    fn lease(&self, request: LeaseRequest) -> BoxFuture<'_, Result<Option<Delivery>>> {
+        Box::pin(self.write(move |tx| Ok((lease(tx, &request)?, false))))
+    }
+
+    fn ack(&self, command: AckCommand) -> BoxFuture<'_, Result<AckOutcome>> {
+        Box::pin(self.write(move |tx| ack(tx, &command)))
+    }
+
+    fn message_info(&self, global_id: GlobalId) -> BoxFuture<'_, Result<Option<MessageInfo>>> {
+        Box::pin(self.read(move |c| message_info(c, &global_id)))
+    }
+
+    fn queue_counts<'a>(
+        &'a self,
+        recipient_system: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<QueueCount>>> {
+        let r = recipient_system.to_string();
+        Box::pin(self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT queue, kind_namespace, kind_root, count(*) FROM messages INDEXED BY messages_pending
+                 WHERE recipient_system = ?1 AND acked_at IS NULL
+                 GROUP BY queue, kind_namespace, kind_root ORDER BY queue, kind_namespace, kind_root",
+            )?;
+            let rows: Vec<(i64, String, String, i64)> = st
+                .query_map([&r], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?
+                .collect::<std::result::Result<_, _>>()?;
+            rows.into_iter()
+                .map(|(q, ns, root, n)| {
+                    Ok(QueueCount {
+                        queue: queue_of(q)?,
+                        kind_namespace: ns,
+                        kind_root: root,
+                        pending: n as u64,
+                    })
+                })
+                .collect()
+        }))
+    }
+
+    fn highest_global_id(&self) -> BoxFuture<'_, Result<Option<GlobalId>>> {
+        Box::pin(self.read(|c| {
+            let v: Option<Vec<u8>> =
+                c.query_row("SELECT max(global_id) FROM messages", [], |r| r.get(0))?;
+            v.map(blob16).transpose()
+        }))
+    }
+
+    fn card(&self, global_id: GlobalId) -> BoxFuture<'_, Result<Option<Card>>> {
+        Box::pin(self.read(move |c| card(c, &global_id)))
+    }
+
+    fn live_attachment_paths(&self) -> BoxFuture<'_, Result<Vec<String>>> {
+        Box::pin(self.read(|c| {
+            let mut st = c.prepare_cached("SELECT path FROM attachments")?;
+            let rows = st
+                .query_map([], |r| r.get(0))?
+                .collect::<std::result::Result<Vec<String>, _>>()?;
+            Ok(rows)
+        }))
+    }
+}

@@ -18,6 +18,7 @@ pub use mezhved_dsig::smev_profile::{BASIC_NS, SOAP11_NS, TYPES_NS};
 use mezhved_dsig::xmldsig::Signer;
 use mezhved_xml::{parse, Document, Limits, NodeId};
 use std::path::Path;
+use std::pin::Pin;
 use std::time::SystemTime;
 use uuid::Uuid;
 
@@ -521,10 +522,40 @@ pub fn find(doc: &Document, ns: &str, local: &str) -> Option<NodeId> {
         .find(|&n| doc.is_element(n, ns, local))
 }
 
+/// The bytes of a [`StreamedPart`], produced while the call is being sent.
+pub type PartStream = Pin<Box<dyn futures_util::Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// An MTOM part of a call whose bytes are produced while the call is sent (read from a
+/// file in chunks, made by a generator), never collected in memory.
+pub struct StreamedPart {
+    /// Without `<>`; must match the `xop:Include` of the envelope.
+    pub content_id: String,
+    pub mime_type: String,
+    /// The exact number of bytes `stream` yields, when known: the call then carries a
+    /// `Content-Length`; otherwise it is sent with chunked transfer encoding. A stream
+    /// that yields a different number of bytes fails the call.
+    pub length: Option<u64>,
+    pub stream: PartStream,
+}
+
+impl std::fmt::Debug for StreamedPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamedPart")
+            .field("content_id", &self.content_id)
+            .field("mime_type", &self.mime_type)
+            .field("length", &self.length)
+            .finish_non_exhaustive()
+    }
+}
+
+type StreamingBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+
 /// An HTTP client for one endpoint (keep-alive pooled).
 #[derive(Debug, Clone)]
 pub struct Client {
     http: HyperClient<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    /// For calls with streamed parts ([`Client::call_streamed`]); its own pool.
+    streaming: HyperClient<hyper_util::client::legacy::connect::HttpConnector, StreamingBody>,
     endpoint: hyper::Uri,
 }
 
@@ -535,8 +566,101 @@ impl Client {
             .map_err(|e| ClientError::Http(format!("{endpoint}: {e}")))?;
         let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
         connector.set_nodelay(true);
-        let http = HyperClient::builder(TokioExecutor::new()).build(connector);
-        Ok(Client { http, endpoint })
+        let http = HyperClient::builder(TokioExecutor::new()).build(connector.clone());
+        let streaming = HyperClient::builder(TokioExecutor::new()).build(connector);
+        Ok(Client {
+            http,
+            streaming,
+            endpoint,
+        })
+    }
+
+    /// Sends a call as MTOM with `parts` streamed as they are produced: memory use does
+    /// not grow with their size. `envelope` is the (signed) SOAP envelope, whose
+    /// `xop:Include`s name the parts. Parts of an MTOM answer are streamed into files
+    /// under `dir` as [`Client::call_to_dir`] does (into a temporary directory and read
+    /// back, as [`Client::call`] does, when `dir` is `None`).
+    pub async fn call_streamed(
+        &self,
+        envelope: &[u8],
+        parts: Vec<StreamedPart>,
+        dir: Option<&Path>,
+    ) -> Result<Reply, ClientError> {
+        use futures_util::{StreamExt as _, TryStreamExt as _};
+        const ROOT_CID: &str = "root@client";
+        let boundary = format!("MIMEBoundary_{}", Uuid::new_v4().simple());
+        if memchr_in(envelope, boundary.as_bytes()) {
+            // A random 128-bit value in the envelope: not by chance.
+            return Err(ClientError::Http(
+                "the envelope contains the MIME boundary".into(),
+            ));
+        }
+        let mut head = format!(
+            "--{boundary}\r\nContent-Type: {}\r\nContent-Transfer-Encoding: binary\r\nContent-ID: <{ROOT_CID}>\r\n\r\n",
+            mezhved_mime::ROOT_PART_CONTENT_TYPE
+        )
+        .into_bytes();
+        head.extend_from_slice(envelope);
+        let mut length = Some(head.len() as u64);
+        let mut pieces: Vec<PartStream> = vec![Box::pin(futures_util::stream::once(
+            futures_util::future::ready(Ok(Bytes::from(head))),
+        ))];
+        for part in parts {
+            for (what, value) in [
+                ("Content-ID", &part.content_id),
+                ("Content-Type", &part.mime_type),
+            ] {
+                if value
+                    .chars()
+                    .any(|c| c.is_control() || c == '<' || c == '>')
+                {
+                    return Err(ClientError::Http(format!(
+                        "{what} \"{value}\" of a part cannot be sent in a MIME header"
+                    )));
+                }
+            }
+            let header = Bytes::from(format!(
+                "\r\n--{boundary}\r\nContent-Type: {}\r\nContent-Transfer-Encoding: binary\r\nContent-ID: <{}>\r\n\r\n",
+                part.mime_type, part.content_id
+            ));
+            length = match (length, part.length) {
+                (Some(l), Some(p)) => l.checked_add(header.len() as u64 + p),
+                _ => None,
+            };
+            pieces.push(Box::pin(futures_util::stream::once(
+                futures_util::future::ready(Ok(header)),
+            )));
+            pieces.push(part.stream);
+        }
+        let tail = Bytes::from(format!("\r\n--{boundary}--\r\n"));
+        length = length.and_then(|l| l.checked_add(tail.len() as u64));
+        pieces.push(Box::pin(futures_util::stream::once(
+            futures_util::future::ready(Ok(tail)),
+        )));
+        let frames = futures_util::stream::iter(pieces)
+            .flatten()
+            .map_ok(hyper::body::Frame::data);
+        let body = http_body_util::combinators::UnsyncBoxBody::new(
+            http_body_util::StreamBody::new(frames),
+        );
+        let content_type = format!(
+            "multipart/related; type=\"application/xop+xml\"; start=\"<{ROOT_CID}>\"; start-info=\"text/xml\"; boundary=\"{boundary}\""
+        );
+        let mut request = hyper::Request::post(self.endpoint.clone())
+            .header(hyper::header::CONTENT_TYPE, content_type)
+            .header("SOAPAction", "\"\"");
+        if let Some(l) = length {
+            request = request.header(hyper::header::CONTENT_LENGTH, l);
+        }
+        let request = request
+            .body(body)
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let response = self
+            .streaming
+            .request(request)
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        read_reply(response, dir).await
     }
 
     /// Sends a call; MTOM answers have their parts read into memory (tests), so use
@@ -585,80 +709,7 @@ impl Client {
             .request(request)
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?;
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get(hyper::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        if let Some(ct) = mezhved_mime::parse_content_type(&content_type)
-            .map_err(|e| ClientError::Answer(e.to_string()))?
-        {
-            let tmp;
-            let target = match dir {
-                Some(d) => d.to_path_buf(),
-                None => {
-                    tmp = std::env::temp_dir().join(format!("mezhved-client-{}", Uuid::new_v4()));
-                    std::fs::create_dir_all(&tmp)
-                        .map_err(|e| ClientError::Answer(e.to_string()))?;
-                    tmp.clone()
-                }
-            };
-            let stream =
-                futures_util::TryStreamExt::map_err(response.into_body().into_data_stream(), |e| {
-                    std::io::Error::other(e.to_string())
-                });
-            let multipart = mezhved_mime::read_multipart(
-                stream,
-                &ct,
-                &target,
-                &mezhved_mime::ReadLimits {
-                    max_root_bytes: 64 << 20,
-                    max_part_bytes: u64::MAX / 4,
-                    max_total_bytes: u64::MAX / 2,
-                    max_parts: 1000,
-                    sync_files: false,
-                },
-            )
-            .await
-            .map_err(|e| ClientError::Answer(e.to_string()))?;
-            let mut parts = Vec::new();
-            for p in multipart.parts {
-                if dir.is_some() {
-                    parts.push((
-                        p.content_id,
-                        Bytes::from(p.path.to_string_lossy().into_owned()),
-                    ));
-                } else {
-                    let data =
-                        std::fs::read(&p.path).map_err(|e| ClientError::Answer(e.to_string()))?;
-                    let _ = std::fs::remove_file(&p.path);
-                    parts.push((p.content_id, Bytes::from(data)));
-                }
-            }
-            if dir.is_none() {
-                let _ = std::fs::remove_dir_all(&target);
-            }
-            return Ok(Reply {
-                status,
-                content_type,
-                envelope: multipart.root,
-                parts,
-            });
-        }
-        let envelope = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?
-            .to_bytes();
-        Ok(Reply {
-            status,
-            content_type,
-            envelope,
-            parts: Vec::new(),
-        })
+        read_reply(response, dir).await
     }
 
     /// Sends raw bytes with a content type (for malformed-input tests).
@@ -686,4 +737,90 @@ impl Client {
             parts: Vec::new(),
         })
     }
+}
+
+/// `haystack` contains `needle`.
+fn memchr_in(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Reads the gateway's answer: the envelope, and the parts of an MTOM answer streamed
+/// into files under `dir` (or read into memory when `dir` is `None`).
+async fn read_reply(
+    response: hyper::Response<hyper::body::Incoming>,
+    dir: Option<&Path>,
+) -> Result<Reply, ClientError> {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if let Some(ct) = mezhved_mime::parse_content_type(&content_type)
+        .map_err(|e| ClientError::Answer(e.to_string()))?
+    {
+        let tmp;
+        let target = match dir {
+            Some(d) => d.to_path_buf(),
+            None => {
+                tmp = std::env::temp_dir().join(format!("mezhved-client-{}", Uuid::new_v4()));
+                std::fs::create_dir_all(&tmp).map_err(|e| ClientError::Answer(e.to_string()))?;
+                tmp.clone()
+            }
+        };
+        let stream =
+            futures_util::TryStreamExt::map_err(response.into_body().into_data_stream(), |e| {
+                std::io::Error::other(e.to_string())
+            });
+        let multipart = mezhved_mime::read_multipart(
+            stream,
+            &ct,
+            &target,
+            &mezhved_mime::ReadLimits {
+                max_root_bytes: 64 << 20,
+                max_part_bytes: u64::MAX / 4,
+                max_total_bytes: u64::MAX / 2,
+                max_parts: 1000,
+                sync_files: false,
+            },
+        )
+        .await
+        .map_err(|e| ClientError::Answer(e.to_string()))?;
+        let mut parts = Vec::new();
+        for p in multipart.parts {
+            if dir.is_some() {
+                parts.push((
+                    p.content_id,
+                    Bytes::from(p.path.to_string_lossy().into_owned()),
+                ));
+            } else {
+                let data =
+                    std::fs::read(&p.path).map_err(|e| ClientError::Answer(e.to_string()))?;
+                let _ = std::fs::remove_file(&p.path);
+                parts.push((p.content_id, Bytes::from(data)));
+            }
+        }
+        if dir.is_none() {
+            let _ = std::fs::remove_dir_all(&target);
+        }
+        return Ok(Reply {
+            status,
+            content_type,
+            envelope: multipart.root,
+            parts,
+        });
+    }
+    let envelope = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ClientError::Http(e.to_string()))?
+        .to_bytes();
+    Ok(Reply {
+        status,
+        content_type,
+        envelope,
+        parts: Vec::new(),
+    })
 }

@@ -146,7 +146,10 @@ impl Exchange {
         settings: Settings,
     ) -> Result<Exchange, ExchangeError> {
         let floor = store.highest_global_id().await?.map(Uuid::from_bytes);
-        let clock_seq = (to_ms(clock.now()) as u64 ^ std::process::id() as u64) as u16;
+        let mut seed = [0u8; 2];
+        openssl::rand::rand_bytes(&mut seed)
+            .map_err(|e| ExchangeError::Internal(format!("no randomness: {e}")))?;
+        let clock_seq = u16::from_be_bytes(seed);
         std::fs::create_dir_all(settings.data_dir.join(attachments::DIR))?;
         Ok(Exchange {
             store,

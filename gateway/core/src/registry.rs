@@ -171,8 +171,13 @@ impl RegistryHandle {
     }
 
     /// Applies changes (validated first: a change that would make the registry unusable,
-    /// such as a certificate that does not parse, is refused before it is stored), then
+    /// such as a certificate that does not parse or that is already another system's, is
+    /// refused before it is stored — once stored, no node could load the registry), then
     /// reloads.
+    ///
+    /// The check builds the registry the changes would produce from the store's current
+    /// one; referential integrity (a system's participant, a kind's provider) is the
+    /// store's to check, inside the transaction that applies the changes.
     pub async fn change(
         &self,
         store: &dyn Store,
@@ -188,9 +193,54 @@ impl RegistryHandle {
                 }
             }
         }
+        let mut prospective = store.registry().await?;
+        apply_in_memory(&mut prospective, &changes);
+        Registry::build(prospective)?;
         let version = store.change_registry(changes).await?;
         self.refresh(store).await?;
         Ok(version)
+    }
+}
+
+/// Applies changes to a copy of the registry the way the store applies them (upserts by
+/// key; deletes and revokes of what is not there are left to the store to refuse).
+fn apply_in_memory(data: &mut RegistryData, changes: &[RegistryChange]) {
+    fn upsert<T>(list: &mut Vec<T>, item: T, same: impl Fn(&T) -> bool) {
+        match list.iter_mut().find(|x| same(x)) {
+            Some(slot) => *slot = item,
+            None => list.push(item),
+        }
+    }
+    for change in changes {
+        match change {
+            RegistryChange::PutParticipant(p) => upsert(&mut data.participants, p.clone(), |x| {
+                x.mnemonic == p.mnemonic
+            }),
+            RegistryChange::DeleteParticipant { mnemonic } => {
+                data.participants.retain(|x| &x.mnemonic != mnemonic)
+            }
+            RegistryChange::PutSystem(s) => {
+                upsert(&mut data.systems, s.clone(), |x| x.mnemonic == s.mnemonic)
+            }
+            RegistryChange::DeleteSystem { mnemonic } => {
+                data.systems.retain(|x| &x.mnemonic != mnemonic)
+            }
+            RegistryChange::PutKind(k) => upsert(&mut data.kinds, k.clone(), |x| {
+                x.namespace == k.namespace && x.root_element == k.root_element
+            }),
+            RegistryChange::DeleteKind {
+                namespace,
+                root_element,
+            } => data
+                .kinds
+                .retain(|x| &x.namespace != namespace || &x.root_element != root_element),
+            RegistryChange::Grant(g) => {
+                if !data.grants.contains(g) {
+                    data.grants.push(g.clone());
+                }
+            }
+            RegistryChange::Revoke(g) => data.grants.retain(|x| x != g),
+        }
     }
 }
 

@@ -65,6 +65,13 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/problem+json"),
         );
+        // RFC 9110 §15.5.2: a 401 must name the scheme it wants.
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"mezhved\""),
+            );
+        }
         r
     }
 }
@@ -120,7 +127,9 @@ fn operator_allowed(state: &AppState, request: &Request) -> Result<(), Problem> 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.trim_start().split_once(' '))
+        // The scheme's name is case-insensitive (RFC 9110 §11.1).
+        .and_then(|(scheme, token)| scheme.eq_ignore_ascii_case("Bearer").then_some(token))
         .ok_or_else(|| unauthorized("an operator bearer token is required"))?;
     let got = openssl::sha::sha256(token.trim().as_bytes());
     let want = hex::decode(expected).map_err(|_| unauthorized("misconfigured token hash"))?;

@@ -42,6 +42,8 @@ pub enum Command {
     /// Administer the registry of participants, systems, kinds of information and grants.
     #[command(subcommand)]
     Registry(crate::gateway_cmd::RegistryCommand),
+    /// Load-test the exchange core in-process over loopback (see docs/performance.md).
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -219,6 +221,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             crate::gateway_cmd::check_config(a, out).map_err(CliError::Usage)
         }
         Command::Registry(c) => crate::gateway_cmd::registry(c, out).map_err(CliError::Usage),
+        Command::Bench(a) => crate::bench::run(a, out).map_err(CliError::Usage),
     };
     match result {
         Ok(()) => 0,

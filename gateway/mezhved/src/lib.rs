@@ -3,5 +3,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod cli;
 pub mod gateway_cmd;

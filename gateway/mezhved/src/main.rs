@@ -8,11 +8,11 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = mezhved::cli::Cli::parse();
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
+    // Not locked for the whole run: `serve` logs to stderr from worker threads, which
+    // would wait forever on a lock held here.
     ExitCode::from(mezhved::cli::run(
         cli,
-        &mut stdout.lock(),
-        &mut stderr.lock(),
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
     ))
 }

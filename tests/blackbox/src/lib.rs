@@ -218,3 +218,327 @@ pub fn expect_ok(reply: &Reply) {
     assert_eq!(reply.status, 200, "expected success: {}", reply.text());
     assert!(reply.fault().is_none(), "{}", reply.text());
 }
+
+/// Asserts a reply is a `soap:Client` fault with this detail element.
+#[track_caller]
+pub fn expect_client_fault(reply: &Reply, name: &str) {
+    expect_fault(reply, name);
+    assert_eq!(
+        reply.fault_code().as_deref(),
+        Some("soap:Client"),
+        "{}",
+        reply.text()
+    );
+}
+
+/// The code of a `SignatureVerificationFault`: the text of the fault's own
+/// `SignatureVerificationFault` child (the detail element has the same name).
+pub fn signature_fault_code(reply: &Reply) -> Option<String> {
+    let doc = reply.document().ok()?;
+    let outer = mezhved_client::find(
+        &doc,
+        mezhved_client::FAULTS_NS,
+        "SignatureVerificationFault",
+    )?;
+    let inner = doc
+        .child_elements(outer)
+        .find(|&c| doc.is_element(c, mezhved_client::FAULTS_NS, "SignatureVerificationFault"))?;
+    Some(doc.text(inner).trim().to_string())
+}
+
+/// Asserts a `soap:Client` `SignatureVerificationFault` with this code.
+#[track_caller]
+pub fn expect_signature_fault(reply: &Reply, code: &str) {
+    expect_client_fault(reply, "SignatureVerificationFault");
+    assert_eq!(
+        signature_fault_code(reply).as_deref(),
+        Some(code),
+        "{}",
+        reply.text()
+    );
+}
+
+/// The `ValidationError`s of an `InvalidContent` fault: (`errorPosition`, text).
+pub fn validation_errors(reply: &Reply) -> Vec<(Option<String>, String)> {
+    let Ok(doc) = reply.document() else {
+        return Vec::new();
+    };
+    doc.descendants(doc.root())
+        .filter(|&n| doc.is_element(n, mezhved_client::FAULTS_NS, "ValidationError"))
+        .map(|n| {
+            (
+                doc.attribute(n, "", "errorPosition").map(str::to_string),
+                doc.text(n).trim().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// What the gateway has written: row counts, card statuses and attachment files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub messages: i64,
+    pub cards: i64,
+    pub attachments: i64,
+    /// (global ID hex, status, receiver registration) of every card, in key order.
+    pub card_states: Vec<(String, String, Option<String>)>,
+    /// (global ID hex, acknowledged, delivery count) of every message, in key order.
+    pub message_states: Vec<(String, bool, i64)>,
+    /// File names under `<data_dir>/attachments/`, sorted.
+    pub files: Vec<String>,
+}
+
+impl TestGateway {
+    /// The database file.
+    pub fn database(&self) -> PathBuf {
+        self.data_dir.join("mezhved.db")
+    }
+
+    /// Reads what is written, through a read-only connection of its own.
+    pub fn written(&self) -> Written {
+        let conn = rusqlite::Connection::open_with_flags(
+            self.database(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .expect("open the database read-only");
+        let count = |table: &str| -> i64 {
+            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap_or_else(|e| panic!("count {table}: {e}"))
+        };
+        let mut st = conn
+            .prepare(
+                "SELECT hex(global_id), status, receiver_registration_number FROM cards ORDER BY global_id",
+            )
+            .expect("prepare cards");
+        let card_states = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query cards")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("read cards");
+        let mut st = conn
+            .prepare(
+                "SELECT hex(global_id), acked_at IS NOT NULL, delivery_count FROM messages ORDER BY global_id",
+            )
+            .expect("prepare messages");
+        let message_states = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query messages")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("read messages");
+        let mut files: Vec<String> = match std::fs::read_dir(self.data_dir.join("attachments")) {
+            Ok(dir) => dir
+                .map(|e| {
+                    e.expect("directory entry")
+                        .file_name()
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => panic!("read the attachment directory: {e}"),
+        };
+        files.sort();
+        Written {
+            messages: count("messages"),
+            cards: count("cards"),
+            attachments: count("attachments"),
+            card_states,
+            message_states,
+            files,
+        }
+    }
+
+    /// Asserts nothing was written since `before`.
+    #[track_caller]
+    pub fn assert_nothing_written_since(&self, before: &Written) {
+        let now = self.written();
+        assert_eq!(&now, before, "a refused call must leave nothing written");
+    }
+}
+
+/// The harness's operator token (its SHA-256 is in [`test_config`]).
+pub const OPERATOR_TOKEN: &str = "test-operator-token";
+
+/// An answer of the REST API.
+#[derive(Debug)]
+pub struct ApiReply {
+    pub status: u16,
+    pub content_type: String,
+    pub headers: hyper::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl ApiReply {
+    /// The body as JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): HTTP {} {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// Asserts an RFC 9457 problem with this status; returns its `detail`.
+    #[track_caller]
+    pub fn expect_problem(&self, status: u16) -> String {
+        assert_eq!(
+            self.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(self.content_type, "application/problem+json");
+        let p = self.json();
+        for field in ["type", "title", "detail"] {
+            assert!(
+                p[field].as_str().is_some_and(|s| !s.is_empty()),
+                "problem field {field} missing: {p}"
+            );
+        }
+        assert_eq!(p["status"].as_u64(), Some(u64::from(status)), "{p}");
+        p["detail"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+/// A small HTTP client for the REST API.
+#[derive(Debug, Clone)]
+pub struct Api {
+    http: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+    base: String,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Api {
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(hyper_util::client::legacy::connect::HttpConnector::new());
+        Api {
+            http,
+            base: base.to_string(),
+        }
+    }
+
+    /// Sends `method path` with an optional bearer token and JSON body.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> ApiReply {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| ("Authorization", a))
+            .into_iter()
+            .collect();
+        self.send_with_headers(method, path, &headers, body).await
+    }
+
+    /// Sends `method path` with one header of the caller's (e.g. another
+    /// `Authorization` scheme) and no body.
+    pub async fn http_with_header(
+        &self,
+        method: &str,
+        path: &str,
+        name: &str,
+        value: &str,
+    ) -> ApiReply {
+        self.send_with_headers(method, path, &[(name, value)], None)
+            .await
+    }
+
+    /// Sends `method path` with these headers and an optional JSON body.
+    pub async fn send_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> ApiReply {
+        use http_body_util::BodyExt;
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let bytes = match body {
+            Some(b) => {
+                request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+                bytes::Bytes::from(serde_json::to_vec(b).expect("JSON"))
+            }
+            None => bytes::Bytes::new(),
+        };
+        let request = request
+            .body(http_body_util::Full::new(bytes))
+            .expect("request");
+        let response = self.http.request(request).await.expect("HTTP request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let content_type = headers
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("HTTP body")
+            .to_bytes();
+        ApiReply {
+            status,
+            content_type,
+            headers,
+            body,
+        }
+    }
+
+    /// As the operator.
+    pub async fn operator(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> ApiReply {
+        self.send(method, path, Some(OPERATOR_TOKEN), body).await
+    }
+}
+
+impl TestGateway {
+    /// A REST client of this gateway.
+    pub fn api(&self) -> Api {
+        Api::new(&self.url)
+    }
+}
+
+/// The exact `multipart/related` (MTOM) body and its content type the client would send
+/// for `call` (for tests that then break it).
+pub async fn mtom_bytes(call: &Outgoing) -> (String, Vec<u8>) {
+    let parts = call
+        .parts
+        .iter()
+        .map(|(cid, mime, data)| mezhved_mime::OutgoingPart {
+            content_id: cid.clone(),
+            content_type: mime.clone(),
+            source: mezhved_mime::PartSource::Bytes(data.clone()),
+        })
+        .collect();
+    let body = mezhved_mime::mtom_body(
+        bytes::Bytes::from(call.envelope.clone()),
+        "root@client",
+        parts,
+    )
+    .expect("MTOM body");
+    let chunks: Vec<bytes::Bytes> = futures_util::TryStreamExt::try_collect(body.stream)
+        .await
+        .expect("MTOM stream");
+    (body.content_type, chunks.concat())
+}

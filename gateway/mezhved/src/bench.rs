@@ -1,0 +1,2257 @@
+//! `mezhved bench`: the exchange core under load, measured in one process.
+//!
+//! The gateway runs in-process ([`Gateway::open`] on a temporary data directory with the
+//! sample registry and the test PKI's ECDSA keys) on its own tokio runtime (threads
+//! `mz-gw`), served on 127.0.0.1:0. Simulated consumer and provider systems run on a second
+//! runtime (threads `mz-load`) and talk HTTP/1.1 over loopback with keep-alive connections
+//! ([`mezhved_client::Client`], one connection per simulated system):
+//!
+//! - a **consumer** sends SendRequest while fewer than `--outstanding` exchanges are open,
+//!   then polls GetResponse and acknowledges what it gets; an exchange is complete when a
+//!   consumer's Ack of a response is answered;
+//! - a **provider** polls GetRequest, acknowledges the request, then answers it with
+//!   SendResponse.
+//!
+//! A poll that finds nothing waits (1 ms, doubling up to 16 ms) before the next one.
+//! Every call is signed by the simulated system (ECDSA P-256, SMEV profile); answers are
+//! not verified by the clients.
+//!
+//! In the same run it measures the yardsticks of the targets: a bare hyper server
+//! echoing the same bodies (same client, same concurrency), and the crypto bound (OpenSSL
+//! ECDSA sign and verify rates on all cores × the signature operations of one exchange).
+//! The memory parts (1 GiB MTOM attachment, 10⁶ queued messages) run in a fresh child
+//! process each, so their RSS figures are not inflated by the load runs before them.
+//!
+//! The bench is an edge of the program like the command line: it reads the real clock
+//! (`wall`, `mono`) to pace and time calls.
+
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use http_body_util::BodyExt as _;
+use mezhved_client::{
+    self as client, Attachment, Client, Outgoing, Reply, Request, RequestCard, ResponseContent,
+    StreamedPart, TYPES_NS,
+};
+use mezhved_core::clock::{to_ms, SystemClock};
+use mezhved_dsig::crypto::SigningKey;
+use mezhved_http::config::Config;
+use mezhved_http::Gateway;
+use mezhved_store::{AckCommand, LeaseRequest, NewMessage, Queue, Store};
+use serde_json::{json, Value};
+use sha2::Digest as _;
+use std::collections::BTreeMap;
+use std::io::{Read as _, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+const BIRTH_NS: &str = "urn://mezhved/demo/zags/birth-record/1.0";
+const BIRTH_ROOT: &str = "BirthRecordRequest";
+const CONSUMER_AGENCY: &str = "Social Protection Office of the Sample Region";
+const PROVIDER_AGENCY: &str = "Civil Registry Office of the Sample Region";
+const CONSUMER_SYSTEM: &str = "USZN_IS";
+const PROVIDER_SYSTEM: &str = "ZAGS_IS";
+const DSIG_NS: &str = "http://www.w3.org/2000/09/xmldsig#";
+
+/// Signatures of one complete exchange (SendRequest, GetRequest, Ack, SendResponse,
+/// GetResponse, Ack), counted from `gateway/core/src/exchange.rs` and the client:
+/// every call is signed by its caller (6); the gateway signs two per answer that carries
+/// a message (SendRequestResponse, SendResponseResponse and both deliveries: the
+/// `SMEVSignature` and the enveloped signature of the `mz:Registration` header) and
+/// nothing in an Ack answer (8); it verifies every call (6). The clients verify nothing.
+const CLIENT_SIGNS: u64 = 6;
+const GATEWAY_SIGNS: u64 = 8;
+const GATEWAY_VERIFIES: u64 = 6;
+const CLIENT_VERIFIES: u64 = 0;
+
+/// The targets.
+const TARGET_SIGNED_VS_BOUND: f64 = 0.60;
+const TARGET_NOCRYPTO_VS_ECHO: f64 = 0.50;
+const TARGET_P99_MS: f64 = 5.0;
+const TARGET_MTOM_RSS_MB: f64 = 64.0;
+const TARGET_QUEUED_RSS_MB: f64 = 500.0;
+
+/// One part of the bench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Part {
+    /// OpenSSL ECDSA sign and verify rates on all cores: the crypto bound.
+    Crypto,
+    /// Signed exchanges, closed loop: the maximum rate.
+    Exchange,
+    /// The bare hyper echo and the gateway with signature checks off, same load.
+    Echo,
+    /// SendRequest latency under a paced load at half the maximum rate.
+    Latency,
+    /// One SendRequest with a large MTOM attachment, delivered to a file.
+    Mtom,
+    /// A backlog of queued messages: memory, and one GetRequest + Ack against it.
+    Queued,
+}
+
+/// How `queued` fills the backlog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueueVia {
+    /// SendRequest over HTTP, from `consumers + providers` connections, to a gateway
+    /// with signature checks off; then the gateway is reopened on the same data with
+    /// signatures on for the GetRequest + Ack.
+    Http,
+    /// `Store::accept` directly, from 512 tasks at once (group commit), with copies of
+    /// one message accepted over HTTP.
+    Store,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The repository root (for deploy/sample/registry.toml and keys/test-pki); searched
+    /// upwards from here.
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// Simulated consumer systems (concurrent connections). Default 8 (quick: 2).
+    #[arg(long)]
+    pub consumers: Option<usize>,
+    /// Simulated provider systems (concurrent connections). Default 8 (quick: 2).
+    #[arg(long)]
+    pub providers: Option<usize>,
+    /// Open exchanges at most (consumers stop sending beyond). Default 2 × (consumers +
+    /// providers).
+    #[arg(long)]
+    pub outstanding: Option<usize>,
+    /// Measured seconds of each load run. Default 10 (quick: 1).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Unmeasured seconds before each load run. Default 2 (quick: 0.3).
+    #[arg(long)]
+    pub warmup: Option<f64>,
+    /// Parts to run, comma separated. Default: all.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<Part>,
+    /// Size of the MTOM attachment in MiB. Default 1024 (quick: 4).
+    #[arg(long)]
+    pub attachment_mb: Option<u64>,
+    /// Messages in the backlog of the `queued` part. Default 1000000 (quick: 2000).
+    #[arg(long)]
+    pub queued: Option<u64>,
+    /// How the backlog is filled.
+    #[arg(long, value_enum, default_value = "http")]
+    pub queued_via: QueueVia,
+    /// Measured seconds of the paced latency run. Default 5 (quick: 1).
+    #[arg(long)]
+    pub latency_seconds: Option<f64>,
+    /// Exchanges/s of the paced run. Default: half the measured maximum.
+    #[arg(long)]
+    pub latency_rate: Option<f64>,
+    /// Seconds of each crypto measurement. Default 2 (quick: 0.25).
+    #[arg(long)]
+    pub crypto_seconds: Option<f64>,
+    /// Also write every figure, the targets and pass/miss as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Small everything: a smoke run (well under 30 s in a debug build). The figures
+    /// mean nothing.
+    #[arg(long)]
+    pub quick: bool,
+    /// Run the memory parts (mtom, queued) in this process, not in a fresh child.
+    #[arg(long)]
+    pub in_process: bool,
+    /// Where temporary data directories go. Default: the system's temporary directory.
+    #[arg(long)]
+    pub tmp: Option<PathBuf>,
+}
+
+/// The arguments with their defaults resolved.
+#[derive(Debug, Clone)]
+struct Plan {
+    repo: PathBuf,
+    tmp: PathBuf,
+    consumers: usize,
+    providers: usize,
+    outstanding: usize,
+    duration: Duration,
+    warmup: Duration,
+    parts: Vec<Part>,
+    attachment_bytes: u64,
+    queued: u64,
+    queued_via: QueueVia,
+    latency_duration: Duration,
+    latency_rate: Option<f64>,
+    crypto_duration: Duration,
+    quick: bool,
+    in_process: bool,
+    cores: usize,
+}
+
+impl Plan {
+    fn new(a: &BenchArgs) -> Result<Plan, String> {
+        let q = a.quick;
+        let secs = |v: Option<f64>, full: f64, quick: f64, what: &str| {
+            let s = v.unwrap_or(if q { quick } else { full });
+            if s.is_finite() && s >= 0.0 {
+                Ok(Duration::from_secs_f64(s))
+            } else {
+                Err(format!("--{what} must be a non-negative number of seconds"))
+            }
+        };
+        let consumers = a.consumers.unwrap_or(if q { 2 } else { 8 }).max(1);
+        let providers = a.providers.unwrap_or(if q { 2 } else { 8 }).max(1);
+        let parts = if a.only.is_empty() {
+            vec![
+                Part::Crypto,
+                Part::Exchange,
+                Part::Echo,
+                Part::Latency,
+                Part::Mtom,
+                Part::Queued,
+            ]
+        } else {
+            a.only.clone()
+        };
+        Ok(Plan {
+            repo: find_repo(&a.repo)?,
+            tmp: a.tmp.clone().unwrap_or_else(std::env::temp_dir),
+            consumers,
+            providers,
+            outstanding: a.outstanding.unwrap_or(2 * (consumers + providers)).max(1),
+            duration: secs(a.duration, 10.0, 1.0, "duration")?,
+            warmup: secs(a.warmup, 2.0, 0.3, "warmup")?,
+            parts,
+            attachment_bytes: a.attachment_mb.unwrap_or(if q { 4 } else { 1024 }) << 20,
+            queued: a.queued.unwrap_or(if q { 2000 } else { 1_000_000 }),
+            queued_via: a.queued_via,
+            latency_duration: secs(a.latency_seconds, 5.0, 1.0, "latency-seconds")?,
+            latency_rate: a.latency_rate,
+            crypto_duration: secs(a.crypto_seconds, 2.0, 0.25, "crypto-seconds")?,
+            quick: q,
+            in_process: a.in_process,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        })
+    }
+
+    fn runs(&self, p: Part) -> bool {
+        self.parts.contains(&p)
+    }
+}
+
+fn find_repo(start: &Path) -> Result<PathBuf, String> {
+    let start = start
+        .canonicalize()
+        .map_err(|e| format!("--repo {}: {e}", start.display()))?;
+    start
+        .ancestors()
+        .find(|d| d.join("deploy/sample/registry.toml").is_file() && d.join("keys/test-pki").is_dir())
+        .map(Path::to_path_buf)
+        .ok_or_else(|| {
+            format!(
+                "{} is not inside the repository (no deploy/sample/registry.toml and keys/test-pki above it): give --repo",
+                start.display()
+            )
+        })
+}
+
+// ---------------------------------------------------------------------------------------
+// Clock, memory, CPU
+
+/// The wall clock (MessageIDs, timestamps in calls).
+#[allow(clippy::disallowed_methods)]
+fn wall() -> SystemTime {
+    SystemTime::now()
+}
+
+/// The monotonic clock (every duration the bench reports).
+#[allow(clippy::disallowed_methods)]
+fn mono() -> Instant {
+    Instant::now()
+}
+
+fn sleep_until(t: Instant) {
+    let now = mono();
+    if t > now {
+        std::thread::sleep(t - now);
+    }
+}
+
+/// A `kB` field of `/proc/self/status` (`VmRSS`, `VmHWM`).
+fn status_kb(field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Resets `VmHWM` to the current RSS (Linux ≥ 4.0: `5` > `/proc/self/clear_refs`);
+/// whether it worked.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Samples `VmRSS` every 5 ms on its own thread until stopped; the largest value seen.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl RssSampler {
+    fn start() -> RssSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("mz-rss".into())
+            .spawn(move || {
+                let mut max = 0;
+                while !flag.load(Ordering::Relaxed) {
+                    max = max.max(status_kb("VmRSS").unwrap_or(0));
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                max.max(status_kb("VmRSS").unwrap_or(0))
+            })
+            .ok();
+        RssSampler { stop, thread }
+    }
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().and_then(|t| t.join().ok()).unwrap_or(0)
+    }
+}
+
+/// CPU time per thread (from `/proc/self/task/*/stat`) and of the whole process, in
+/// clock ticks (100 per second on Linux).
+#[derive(Debug, Default)]
+struct CpuSnapshot {
+    threads: BTreeMap<u32, (String, u64)>,
+    process: u64,
+    /// Busy ticks of the whole machine (`/proc/stat`), all CPUs.
+    machine: u64,
+}
+
+const TICKS_PER_SECOND: f64 = 100.0;
+
+fn stat_ticks(stat: &str) -> Option<(String, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_string();
+    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    // After the command: field 3 (state) is index 0; utime (14) and stime (15).
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((comm, utime + stime))
+}
+
+fn cpu_snapshot() -> CpuSnapshot {
+    let mut snap = CpuSnapshot::default();
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for entry in dir.flatten() {
+            let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+                continue;
+            };
+            if let Some(t) = std::fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .and_then(|s| stat_ticks(&s))
+            {
+                snap.threads.insert(tid, t);
+            }
+        }
+    }
+    snap.machine = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().next()?.strip_prefix("cpu ")?.to_string();
+            let v: Vec<u64> = line
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal
+            Some([0, 1, 2, 5, 6, 7].iter().filter_map(|&i| v.get(i)).sum())
+        })
+        .unwrap_or(0);
+    snap.process = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| stat_ticks(&s))
+        .map_or(0, |(_, t)| t);
+    snap
+}
+
+fn thread_group(comm: &str) -> &'static str {
+    if comm.starts_with("mz-gw") {
+        "gateway"
+    } else if comm.starts_with("mezhved-store") {
+        "store_writer"
+    } else if comm.starts_with("mz-load") || comm.starts_with("mz-pace") {
+        "clients"
+    } else if comm.starts_with("mz-echo") {
+        "echo_server"
+    } else {
+        "other"
+    }
+}
+
+/// CPU seconds per thread group between two snapshots (threads that ended in between
+/// count under `other`, from the process total).
+fn cpu_split(a: &CpuSnapshot, b: &CpuSnapshot) -> BTreeMap<&'static str, f64> {
+    let mut split: BTreeMap<&'static str, f64> = BTreeMap::new();
+    let mut named = 0u64;
+    for (tid, (comm, ticks)) in &b.threads {
+        let before = a.threads.get(tid).map_or(0, |(_, t)| *t);
+        let d = ticks.saturating_sub(before);
+        named += d;
+        *split.entry(thread_group(comm)).or_default() += d as f64 / TICKS_PER_SECOND;
+    }
+    let total = b.process.saturating_sub(a.process);
+    *split.entry("other").or_default() += total.saturating_sub(named) as f64 / TICKS_PER_SECOND;
+    split.insert("total", total as f64 / TICKS_PER_SECOND);
+    // What other processes on the machine used meanwhile: a noisy neighbour shows here.
+    let machine = b.machine.saturating_sub(a.machine);
+    split.insert(
+        "other_processes",
+        machine.saturating_sub(total) as f64 / TICKS_PER_SECOND,
+    );
+    split
+}
+
+// ---------------------------------------------------------------------------------------
+// Latency samples
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    SendRequest,
+    GetRequest,
+    GetRequestEmpty,
+    AckRequest,
+    SendResponse,
+    GetResponse,
+    GetResponseEmpty,
+    AckResponse,
+    Echo,
+}
+
+impl Op {
+    const ALL: [Op; 9] = [
+        Op::SendRequest,
+        Op::GetRequest,
+        Op::GetRequestEmpty,
+        Op::AckRequest,
+        Op::SendResponse,
+        Op::GetResponse,
+        Op::GetResponseEmpty,
+        Op::AckResponse,
+        Op::Echo,
+    ];
+    fn name(self) -> &'static str {
+        match self {
+            Op::SendRequest => "send_request",
+            Op::GetRequest => "get_request",
+            Op::GetRequestEmpty => "get_request_empty",
+            Op::AckRequest => "ack_request",
+            Op::SendResponse => "send_response",
+            Op::GetResponse => "get_response",
+            Op::GetResponseEmpty => "get_response_empty",
+            Op::AckResponse => "ack_response",
+            Op::Echo => "echo",
+        }
+    }
+    fn index(self) -> usize {
+        self as usize
+    }
+    /// Signatures the gateway makes answering this call.
+    fn gateway_signs(self) -> u64 {
+        match self {
+            Op::SendRequest | Op::GetRequest | Op::SendResponse | Op::GetResponse => 2,
+            _ => 0,
+        }
+    }
+}
+
+/// The measured window of a run: only calls answered inside it count.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    from: Instant,
+    to: Instant,
+}
+
+impl Window {
+    fn contains(&self, t: Instant) -> bool {
+        t >= self.from && t <= self.to
+    }
+    fn seconds(&self) -> f64 {
+        (self.to - self.from).as_secs_f64()
+    }
+}
+
+#[derive(Debug)]
+struct Stats {
+    /// Microseconds, per [`Op`].
+    samples: Vec<Vec<u32>>,
+    exchanges: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Stats {
+    fn new() -> Stats {
+        Stats {
+            samples: vec![Vec::new(); Op::ALL.len()],
+            exchanges: 0,
+            errors: 0,
+            first_error: None,
+        }
+    }
+    fn record(&mut self, w: &Window, op: Op, started: Instant, done: Instant) {
+        if w.contains(done) {
+            let us = (done - started).as_micros().min(u32::MAX as u128) as u32;
+            self.samples[op.index()].push(us);
+        }
+    }
+    fn error(&mut self, e: String) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(e);
+        }
+    }
+    fn merge(&mut self, other: Stats) {
+        for (mine, theirs) in self.samples.iter_mut().zip(other.samples) {
+            mine.extend(theirs);
+        }
+        self.exchanges += other.exchanges;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+    fn count(&self, op: Op) -> u64 {
+        self.samples[op.index()].len() as u64
+    }
+    fn calls(&self) -> u64 {
+        Op::ALL.iter().map(|&op| self.count(op)).sum()
+    }
+    fn empty_polls(&self) -> u64 {
+        self.count(Op::GetRequestEmpty) + self.count(Op::GetResponseEmpty)
+    }
+}
+
+/// Count, mean and percentiles (nearest rank) of microsecond samples, in milliseconds.
+fn summary(samples: &mut [u32]) -> Value {
+    if samples.is_empty() {
+        return json!({ "count": 0, "p50_ms": null, "p90_ms": null, "p99_ms": null, "max_ms": null, "mean_ms": null });
+    }
+    samples.sort_unstable();
+    let n = samples.len();
+    let at = |q: f64| {
+        let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
+        samples[rank - 1] as f64 / 1000.0
+    };
+    let mean = samples.iter().map(|&s| s as f64).sum::<f64>() / n as f64 / 1000.0;
+    json!({
+        "count": n,
+        "p50_ms": round3(at(0.50)),
+        "p90_ms": round3(at(0.90)),
+        "p99_ms": round3(at(0.99)),
+        "max_ms": round3(samples[n - 1] as f64 / 1000.0),
+        "mean_ms": round3(mean),
+    })
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+// ---------------------------------------------------------------------------------------
+// The gateway, the echo server, the simulated systems
+
+/// What every part needs: the repository, the systems' keys.
+#[derive(Debug)]
+struct Env {
+    plan: Plan,
+    consumer_key: Arc<SigningKey>,
+    provider_key: Arc<SigningKey>,
+    /// `ds:Signature` elements holding only the certificate, for the no-crypto run.
+    consumer_fake: Arc<str>,
+    provider_fake: Arc<str>,
+    load: tokio::runtime::Runtime,
+}
+
+fn runtime(name: &str, threads: usize) -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the {name} runtime: {e}"))
+}
+
+fn load_key(repo: &Path, name: &str) -> Result<(Arc<SigningKey>, Arc<str>), String> {
+    let dir = repo.join("keys/test-pki/ecdsa");
+    let cert_path = dir.join(format!("{name}.cert.pem"));
+    let key = SigningKey::from_pem_files(&dir.join(format!("{name}.key.pem")), &cert_path)
+        .map_err(|e| format!("test key ecdsa/{name}: {e}"))?;
+    let pem =
+        std::fs::read_to_string(&cert_path).map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    // The first certificate's base64 body, as in KeyInfo.
+    let b64: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    let fake = format!(
+        "<ds:Signature xmlns:ds=\"{DSIG_NS}\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{b64}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></ds:Signature>"
+    );
+    Ok((Arc::new(key), fake.into()))
+}
+
+impl Env {
+    fn new(plan: Plan) -> Result<Env, String> {
+        let (consumer_key, consumer_fake) = load_key(&plan.repo, "consumer-is")?;
+        let (provider_key, provider_fake) = load_key(&plan.repo, "provider-is")?;
+        let load = runtime("mz-load", plan.cores)?;
+        Ok(Env {
+            plan,
+            consumer_key,
+            provider_key,
+            consumer_fake,
+            provider_fake,
+            load,
+        })
+    }
+
+    fn tempdir(&self, what: &str) -> Result<tempfile::TempDir, String> {
+        tempfile::Builder::new()
+            .prefix(&format!("mezhved-bench-{what}-"))
+            .tempdir_in(&self.plan.tmp)
+            .map_err(|e| format!("temporary directory in {}: {e}", self.plan.tmp.display()))
+    }
+
+    fn config(&self, data_dir: &Path) -> Config {
+        let keys = self.plan.repo.join("keys/test-pki");
+        let mut c = Config {
+            data_dir: data_dir.to_path_buf(),
+            ..Config::default()
+        };
+        c.gateway_key.key = keys.join("ecdsa/gateway.key.pem");
+        c.gateway_key.certificate = keys.join("ecdsa/gateway.cert.pem");
+        c.trust.dir = keys.join("trust");
+        c.registry.file = self.plan.repo.join("deploy/sample/registry.toml");
+        c.server.listen = "127.0.0.1:0".into();
+        c.server.shutdown_grace_seconds = 5;
+        c
+    }
+
+    fn consumer(&self, endpoint: &str, signed: bool) -> Result<System, String> {
+        System::new(
+            endpoint,
+            if signed {
+                Signing::Key(self.consumer_key.clone())
+            } else {
+                Signing::Fake(self.consumer_fake.clone())
+            },
+        )
+    }
+
+    fn provider(&self, endpoint: &str, signed: bool) -> Result<System, String> {
+        System::new(
+            endpoint,
+            if signed {
+                Signing::Key(self.provider_key.clone())
+            } else {
+                Signing::Fake(self.provider_fake.clone())
+            },
+        )
+    }
+}
+
+/// A gateway served on its own runtime.
+struct Host {
+    rt: tokio::runtime::Runtime,
+    endpoint: String,
+    store: Arc<dyn Store>,
+    config: Config,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), String>>>,
+    dir: Option<tempfile::TempDir>,
+    open_seconds: f64,
+}
+
+impl Host {
+    fn start(env: &Env, signatures: bool, what: &str) -> Result<Host, String> {
+        let dir = env.tempdir(what)?;
+        Host::start_in(env, signatures, dir)
+    }
+
+    /// Opens and serves a gateway on `dir` (kept, and handed back by [`Host::stop`]).
+    fn start_in(env: &Env, signatures: bool, dir: tempfile::TempDir) -> Result<Host, String> {
+        let rt = runtime("mz-gw", env.plan.cores)?;
+        let config = env.config(dir.path());
+        let t0 = mono();
+        let mut gateway = rt
+            .block_on(Gateway::open(config.clone(), Arc::new(SystemClock)))
+            .map_err(|e| format!("the gateway does not open: {e}"))?;
+        let open_seconds = (mono() - t0).as_secs_f64();
+        if !signatures {
+            gateway
+                .disable_signatures_for_bench()
+                .map_err(|e| e.to_string())?;
+        }
+        let store = gateway.state.store.clone();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = rt.spawn(async move {
+            gateway
+                .serve(listener, async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .map_err(|e| e.to_string())
+        });
+        Ok(Host {
+            rt,
+            endpoint: format!("http://{addr}/smev/v1.1"),
+            store,
+            config,
+            stop: Some(stop),
+            task: Some(task),
+            dir: Some(dir),
+            open_seconds,
+        })
+    }
+
+    /// Stops serving, closes the store; hands back the data directory.
+    fn stop(mut self) -> Result<tempfile::TempDir, String> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            self.rt
+                .block_on(t)
+                .map_err(|e| format!("the gateway task failed: {e}"))??;
+        }
+        self.dir
+            .take()
+            .ok_or_else(|| "the data directory is gone".to_string())
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = self.rt.block_on(t);
+        }
+    }
+}
+
+/// How a simulated system signs its calls.
+#[derive(Debug, Clone)]
+enum Signing {
+    /// Really (SMEV profile, its ECDSA key).
+    Key(Arc<SigningKey>),
+    /// Not at all: a `ds:Signature` with only the certificate (the gateway's
+    /// no-signature path identifies the caller by it).
+    Fake(Arc<str>),
+}
+
+/// A simulated information system: its own keep-alive connection and key.
+#[derive(Debug, Clone)]
+struct System {
+    client: Client,
+    signing: Signing,
+}
+
+impl System {
+    fn new(endpoint: &str, signing: Signing) -> Result<System, String> {
+        Ok(System {
+            client: Client::new(endpoint).map_err(|e| e.to_string())?,
+            signing,
+        })
+    }
+
+    fn prepare(&self, call: Outgoing) -> Result<Outgoing, String> {
+        match &self.signing {
+            Signing::Key(k) => call.sign(&**k).map_err(|e| format!("signing: {e}")),
+            Signing::Fake(sig) => Ok(with_fake_signature(call, sig)),
+        }
+    }
+
+    /// Sends; an answer other than HTTP 200 is an error. Returns when it was sent and
+    /// answered.
+    async fn call(&self, call: &Outgoing) -> Result<(Reply, Instant, Instant), String> {
+        let t0 = mono();
+        let reply = self.client.call(call).await.map_err(|e| e.to_string())?;
+        let t1 = mono();
+        check(&reply)?;
+        Ok((reply, t0, t1))
+    }
+}
+
+fn check(reply: &Reply) -> Result<(), String> {
+    if reply.status == 200 {
+        return Ok(());
+    }
+    let text = reply.text();
+    Err(format!(
+        "HTTP {}: {} {}",
+        reply.status,
+        reply.fault().unwrap_or_default(),
+        text.chars().take(300).collect::<String>()
+    ))
+}
+
+fn with_fake_signature(mut call: Outgoing, signature: &str) -> Outgoing {
+    const EMPTY: &str = "<ns:CallerInformationSystemSignature/>";
+    let text = String::from_utf8_lossy(&call.envelope).replacen(
+        EMPTY,
+        &format!(
+            "<ns:CallerInformationSystemSignature>{signature}</ns:CallerInformationSystemSignature>"
+        ),
+        1,
+    );
+    call.envelope = text.into_bytes();
+    call
+}
+
+/// A birth-record request like the black-box tests send, dated now.
+fn birth_request(marker: u64) -> Request {
+    let now = wall();
+    let today = chrono::DateTime::<chrono::Utc>::from(now)
+        .date_naive()
+        .to_string();
+    Request {
+        message_id: client::message_id(now),
+        content: format!(
+            "<b:{BIRTH_ROOT} xmlns:b=\"{BIRTH_NS}\"><b:Surname>Ivanova</b:Surname><b:BirthDate>2019-05-14</b:BirthDate><b:Note>bench {marker}</b:Note></b:{BIRTH_ROOT}>"
+        ),
+        card: Some(
+            RequestCard::complete(CONSUMER_AGENCY, PROVIDER_AGENCY, &today, "USZN-2026/0001")
+                .to_xml(),
+        ),
+        attachments: Vec::new(),
+        reference_message_id: None,
+        eol: None,
+        test: false,
+    }
+}
+
+fn birth_response(reply_to: &str) -> Outgoing {
+    client::send_response(
+        client::message_id(wall()),
+        reply_to,
+        &ResponseContent::Data(format!(
+            "<r:BirthRecordResponse xmlns:r=\"{BIRTH_NS}\"><r:RecordNumber>120199000012</r:RecordNumber></r:BirthRecordResponse>"
+        )),
+        &[],
+    )
+}
+
+/// The message a Get… answer delivered: its global ID and ReplyTo (one parse).
+struct Delivered {
+    global_id: String,
+    reply_to: Option<String>,
+}
+
+fn delivered(reply: &Reply) -> Result<Option<Delivered>, String> {
+    let doc = reply.document().map_err(|e| e.to_string())?;
+    let Some(id) = client::find(&doc, TYPES_NS, "MessageId") else {
+        return Ok(None);
+    };
+    Ok(Some(Delivered {
+        global_id: doc.text(id).trim().to_string(),
+        reply_to: client::find(&doc, TYPES_NS, "ReplyTo").map(|n| doc.text(n).trim().to_string()),
+    }))
+}
+
+/// Shared state of one load run.
+#[derive(Debug)]
+struct Load {
+    stop: AtomicBool,
+    /// Exchanges sent and not yet acknowledged by a consumer.
+    outstanding: AtomicI64,
+    cap: i64,
+    /// Consumers send SendRequests (not in the paced run, whose sender is separate).
+    sends: bool,
+    window: Window,
+    marker: AtomicU64,
+}
+
+/// Waiting after a poll that found nothing.
+struct Backoff(Duration);
+
+impl Backoff {
+    const MIN: Duration = Duration::from_millis(1);
+    const MAX: Duration = Duration::from_millis(16);
+    fn new() -> Backoff {
+        Backoff(Backoff::MIN)
+    }
+    fn reset(&mut self) {
+        self.0 = Backoff::MIN;
+    }
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Backoff::MAX);
+    }
+}
+
+async fn consumer(sys: System, load: Arc<Load>) -> Stats {
+    let w = load.window;
+    let mut st = Stats::new();
+    let mut idle = Backoff::new();
+    while !load.stop.load(Ordering::Relaxed) {
+        let mut progressed = false;
+        if load.sends {
+            if load.outstanding.fetch_add(1, Ordering::AcqRel) < load.cap {
+                let marker = load.marker.fetch_add(1, Ordering::Relaxed);
+                let sent = match sys.prepare(client::send_request(&birth_request(marker))) {
+                    Ok(call) => sys.call(&call).await,
+                    Err(e) => Err(e),
+                };
+                match sent {
+                    Ok((_, t0, t1)) => {
+                        st.record(&w, Op::SendRequest, t0, t1);
+                        progressed = true;
+                    }
+                    Err(e) => {
+                        load.outstanding.fetch_sub(1, Ordering::AcqRel);
+                        st.error(e);
+                    }
+                }
+            } else {
+                load.outstanding.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        match poll_response(&sys, &load, &mut st).await {
+            Ok(got) => progressed |= got,
+            Err(e) => st.error(e),
+        }
+        if progressed {
+            idle.reset();
+        } else {
+            idle.wait().await;
+        }
+    }
+    st
+}
+
+/// GetResponse and, if it delivered something, Ack: whether it did.
+async fn poll_response(sys: &System, load: &Load, st: &mut Stats) -> Result<bool, String> {
+    let w = load.window;
+    let call = sys.prepare(client::get_response(None, wall()))?;
+    let (reply, t0, t1) = sys.call(&call).await?;
+    let Some(d) = delivered(&reply)? else {
+        st.record(&w, Op::GetResponseEmpty, t0, t1);
+        return Ok(false);
+    };
+    st.record(&w, Op::GetResponse, t0, t1);
+    let ack = sys.prepare(client::ack(&d.global_id, true, None))?;
+    let (_, a0, a1) = sys.call(&ack).await?;
+    st.record(&w, Op::AckResponse, a0, a1);
+    load.outstanding.fetch_sub(1, Ordering::AcqRel);
+    if w.contains(a1) {
+        st.exchanges += 1;
+    }
+    Ok(true)
+}
+
+async fn provider(sys: System, load: Arc<Load>) -> Stats {
+    let mut st = Stats::new();
+    let mut idle = Backoff::new();
+    while !load.stop.load(Ordering::Relaxed) {
+        match serve_request(&sys, &load, &mut st).await {
+            Ok(true) => idle.reset(),
+            Ok(false) => idle.wait().await,
+            Err(e) => {
+                st.error(e);
+                idle.wait().await;
+            }
+        }
+    }
+    st
+}
+
+/// GetRequest; if it delivered a request: Ack, then SendResponse. Whether it did.
+async fn serve_request(sys: &System, load: &Load, st: &mut Stats) -> Result<bool, String> {
+    let w = load.window;
+    let call = sys.prepare(client::get_request(None, wall()))?;
+    let (reply, t0, t1) = sys.call(&call).await?;
+    let Some(d) = delivered(&reply)? else {
+        st.record(&w, Op::GetRequestEmpty, t0, t1);
+        return Ok(false);
+    };
+    st.record(&w, Op::GetRequest, t0, t1);
+    let reply_to = d
+        .reply_to
+        .ok_or_else(|| format!("request {} delivered without ReplyTo", d.global_id))?;
+    let ack = sys.prepare(client::ack(&d.global_id, true, None))?;
+    let (_, a0, a1) = sys.call(&ack).await?;
+    st.record(&w, Op::AckRequest, a0, a1);
+    let answer = sys.prepare(birth_response(&reply_to))?;
+    let (_, s0, s1) = sys.call(&answer).await?;
+    st.record(&w, Op::SendResponse, s0, s1);
+    Ok(true)
+}
+
+/// The result of a closed-loop run.
+#[derive(Debug)]
+struct RunResult {
+    stats: Stats,
+    window: Window,
+    cpu: BTreeMap<&'static str, f64>,
+}
+
+impl RunResult {
+    fn per_second(&self, n: u64) -> f64 {
+        n as f64 / self.window.seconds()
+    }
+    fn exchanges_per_s(&self) -> f64 {
+        self.per_second(self.stats.exchanges)
+    }
+    fn calls_per_s(&self) -> f64 {
+        self.per_second(self.stats.calls())
+    }
+    fn json(&mut self, crypto: Option<&CryptoResult>) -> Value {
+        let s = &mut self.stats;
+        let calls = s.calls();
+        let empty = s.empty_polls();
+        let seconds = self.window.seconds();
+        let exchanges = s.exchanges;
+        let mut ops = serde_json::Map::new();
+        for op in Op::ALL {
+            if op == Op::Echo && s.count(op) == 0 {
+                continue;
+            }
+            ops.insert(op.name().into(), summary(&mut s.samples[op.index()]));
+        }
+        let per_exchange = |v: f64| {
+            if exchanges > 0 {
+                Value::from(round1(v * 1e6 / exchanges as f64))
+            } else {
+                Value::Null
+            }
+        };
+        let cpu: serde_json::Map<String, Value> = self
+            .cpu
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(round3(*v))))
+            .collect();
+        let cpu_per_exchange: serde_json::Map<String, Value> = self
+            .cpu
+            .iter()
+            .filter(|(k, _)| **k != "other_processes")
+            .map(|(k, v)| (k.to_string(), per_exchange(*v)))
+            .collect();
+        let mut out = json!({
+            "seconds": round3(seconds),
+            "exchanges": exchanges,
+            "exchanges_per_s": round1(exchanges as f64 / seconds),
+            "calls": calls,
+            "calls_per_s": round1(calls as f64 / seconds),
+            "useful_calls_per_s": round1((calls - empty) as f64 / seconds),
+            "empty_polls": empty,
+            "calls_per_exchange": if exchanges > 0 { Value::from(round3(calls as f64 / exchanges as f64)) } else { Value::Null },
+            "errors": s.errors,
+            "first_error": s.first_error,
+            "ops": ops,
+            "cpu_seconds": cpu,
+            "cpu_us_per_exchange": cpu_per_exchange,
+        });
+        if let Some(c) = crypto {
+            // The crypto work this run really did (every call signed by its caller and
+            // verified by the gateway, empty polls included; the gateway's signatures
+            // per answer), at the measured single-core costs.
+            let gateway_signs: u64 = Op::ALL
+                .iter()
+                .map(|&op| s.count(op) * op.gateway_signs())
+                .sum();
+            let crypto_seconds =
+                (calls + gateway_signs) as f64 * c.sign_us / 1e6 + calls as f64 * c.verify_us / 1e6;
+            let total_cpu = self.cpu.get("total").copied().unwrap_or(0.0);
+            out["crypto_us_per_exchange"] = json!({
+                "clients": round1(CLIENT_SIGNS as f64 * c.sign_us),
+                "gateway": round1(GATEWAY_SIGNS as f64 * c.sign_us + GATEWAY_VERIFIES as f64 * c.verify_us),
+            });
+            out["crypto_work"] = json!({
+                "client_signs": calls,
+                "gateway_signs": gateway_signs,
+                "gateway_verifies": calls,
+                "cpu_seconds": round3(crypto_seconds),
+                "share_of_process_cpu": if total_cpu > 0.0 { Value::from(round3(crypto_seconds / total_cpu)) } else { Value::Null },
+            });
+        }
+        out
+    }
+}
+
+/// Runs `consumers` and `providers` against `endpoint` for warm-up + duration.
+fn run_exchange_load(env: &Env, endpoint: &str, signed: bool) -> Result<RunResult, String> {
+    let p = &env.plan;
+    let start = mono();
+    let window = Window {
+        from: start + p.warmup,
+        to: start + p.warmup + p.duration,
+    };
+    let load = Arc::new(Load {
+        stop: AtomicBool::new(false),
+        outstanding: AtomicI64::new(0),
+        cap: p.outstanding as i64,
+        sends: true,
+        window,
+        marker: AtomicU64::new(0),
+    });
+    let mut tasks = Vec::new();
+    for _ in 0..p.consumers {
+        let sys = env.consumer(endpoint, signed)?;
+        tasks.push(env.load.spawn(consumer(sys, load.clone())));
+    }
+    for _ in 0..p.providers {
+        let sys = env.provider(endpoint, signed)?;
+        tasks.push(env.load.spawn(provider(sys, load.clone())));
+    }
+    let stats = finish_load(env, &load, tasks)?;
+    Ok(stats)
+}
+
+/// Waits through the window (taking CPU snapshots at its ends), stops the tasks and
+/// merges their samples.
+fn finish_load(
+    env: &Env,
+    load: &Load,
+    tasks: Vec<tokio::task::JoinHandle<Stats>>,
+) -> Result<RunResult, String> {
+    sleep_until(load.window.from);
+    let c0 = cpu_snapshot();
+    sleep_until(load.window.to);
+    let c1 = cpu_snapshot();
+    load.stop.store(true, Ordering::Relaxed);
+    let mut stats = Stats::new();
+    for t in tasks {
+        stats.merge(
+            env.load
+                .block_on(t)
+                .map_err(|e| format!("a simulated system failed: {e}"))?,
+        );
+    }
+    Ok(RunResult {
+        stats,
+        window: load.window,
+        cpu: cpu_split(&c0, &c1),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Crypto bound
+
+#[derive(Debug, Clone)]
+struct CryptoResult {
+    threads: usize,
+    signs_per_s: f64,
+    verifies_per_s: f64,
+    /// Single-core cost of one operation (threads / all-core rate).
+    sign_us: f64,
+    verify_us: f64,
+    single_thread_sign_us: f64,
+    single_thread_verify_us: f64,
+    bound: f64,
+}
+
+/// Operations per second of `f` on `threads` threads for `d`.
+fn rate(
+    threads: usize,
+    d: Duration,
+    f: &(dyn Fn() -> Result<(), String> + Sync),
+) -> Result<f64, String> {
+    let t0 = mono();
+    let deadline = t0 + d;
+    let counts: Vec<Result<u64, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                std::thread::Builder::new()
+                    .name("mz-crypto".into())
+                    .spawn_scoped(s, || {
+                        let mut n = 0u64;
+                        while mono() < deadline {
+                            for _ in 0..8 {
+                                f()?;
+                            }
+                            n += 8;
+                        }
+                        Ok(n)
+                    })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h {
+                Ok(h) => h
+                    .join()
+                    .unwrap_or_else(|_| Err("a crypto thread panicked".into())),
+                Err(e) => Err(format!("cannot start a thread: {e}")),
+            })
+            .collect()
+    });
+    let elapsed = (mono() - t0).as_secs_f64();
+    let mut total = 0;
+    for c in counts {
+        total += c?;
+    }
+    Ok(total as f64 / elapsed)
+}
+
+fn phase_crypto(env: &Env) -> Result<CryptoResult, String> {
+    let p = &env.plan;
+    let key = env.consumer_key.clone();
+    let public = key
+        .certificate()
+        .public_key()
+        .map_err(|e| format!("public key: {e}"))?;
+    // A canonical SignedInfo of the size the gateway and the clients sign (one Reference,
+    // SMEV transforms): what one signature operation hashes.
+    let data = format!(
+        "<ds:SignedInfo xmlns:ds=\"{DSIG_NS}\"><ds:CanonicalizationMethod Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"></ds:CanonicalizationMethod><ds:SignatureMethod Algorithm=\"http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256\"></ds:SignatureMethod><ds:Reference URI=\"#SIGNED_BY_CONSUMER\"><ds:Transforms><ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"></ds:Transform><ds:Transform Algorithm=\"urn://smev-gov-ru/xmldsig/transform\"></ds:Transform></ds:Transforms><ds:DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"></ds:DigestMethod><ds:DigestValue>q2HvHq3nCqvU7r2D0Ew0XSKpD3tCq0K3b5l5c7b0Zc8=</ds:DigestValue></ds:Reference></ds:SignedInfo>"
+    )
+    .into_bytes();
+    let signature = key.sign(&data).map_err(|e| e.to_string())?;
+    let alg = key.algorithm();
+    let sign = || key.sign(&data).map(drop).map_err(|e| e.to_string());
+    let verify =
+        || mezhved_dsig::crypto::verify(alg, &public, &data, &signature).map_err(|e| e.to_string());
+    let threads = p.cores;
+    let single = p.crypto_duration / 2;
+    let single_sign = rate(1, single, &sign)?;
+    let single_verify = rate(1, single, &verify)?;
+    let signs_per_s = rate(threads, p.crypto_duration, &sign)?;
+    let verifies_per_s = rate(threads, p.crypto_duration, &verify)?;
+    let signs = (CLIENT_SIGNS + GATEWAY_SIGNS) as f64;
+    let verifies = (GATEWAY_VERIFIES + CLIENT_VERIFIES) as f64;
+    let bound = 1.0 / (signs / signs_per_s + verifies / verifies_per_s);
+    Ok(CryptoResult {
+        threads,
+        signs_per_s,
+        verifies_per_s,
+        sign_us: threads as f64 * 1e6 / signs_per_s,
+        verify_us: threads as f64 * 1e6 / verifies_per_s,
+        single_thread_sign_us: 1e6 / single_sign,
+        single_thread_verify_us: 1e6 / single_verify,
+        bound,
+    })
+}
+
+impl CryptoResult {
+    fn json(&self) -> Value {
+        json!({
+            "algorithm": "ECDSA P-256 / SHA-256 (OpenSSL, mezhved_dsig::crypto)",
+            "threads": self.threads,
+            "signs_per_s": round1(self.signs_per_s),
+            "verifies_per_s": round1(self.verifies_per_s),
+            "sign_us_per_core": round3(self.sign_us),
+            "verify_us_per_core": round3(self.verify_us),
+            "single_thread_sign_us": round3(self.single_thread_sign_us),
+            "single_thread_verify_us": round3(self.single_thread_verify_us),
+            "signs_per_exchange": { "clients": CLIENT_SIGNS, "gateway": GATEWAY_SIGNS, "total": CLIENT_SIGNS + GATEWAY_SIGNS },
+            "verifies_per_exchange": { "clients": CLIENT_VERIFIES, "gateway": GATEWAY_VERIFIES, "total": CLIENT_VERIFIES + GATEWAY_VERIFIES },
+            "bound_exchanges_per_s": round1(self.bound),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The bare echo server
+
+fn start_echo(
+    rt: &tokio::runtime::Runtime,
+) -> Result<(String, tokio::sync::oneshot::Sender<()>), String> {
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    rt.spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((s, _)) => s,
+                    Err(_) => continue,
+                },
+                _ = &mut stopped => break,
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let body = req.into_body().collect().await?.to_bytes();
+                        let mut response = hyper::Response::new(http_body_util::Full::new(body));
+                        response.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static("text/xml; charset=utf-8"),
+                        );
+                        Ok::<_, hyper::Error>(response)
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok((format!("http://{addr}/echo"), stop))
+}
+
+async fn echo_caller(
+    client: Client,
+    bodies: Arc<Vec<Outgoing>>,
+    first: usize,
+    load: Arc<Load>,
+) -> Stats {
+    let w = load.window;
+    let mut st = Stats::new();
+    let mut i = first;
+    while !load.stop.load(Ordering::Relaxed) {
+        let body = &bodies[i % bodies.len()];
+        i += 1;
+        let t0 = mono();
+        match client.call(body).await {
+            Ok(r) if r.status == 200 && r.envelope.len() == body.envelope.len() => {
+                st.record(&w, Op::Echo, t0, mono());
+            }
+            Ok(r) => st.error(format!(
+                "echo: HTTP {}, {} bytes",
+                r.status,
+                r.envelope.len()
+            )),
+            Err(e) => st.error(e.to_string()),
+        }
+    }
+    st
+}
+
+/// The six calls of one exchange as the no-crypto run sends them.
+fn exchange_bodies(env: &Env) -> Result<Vec<Outgoing>, String> {
+    let c = Signing::Fake(env.consumer_fake.clone());
+    let p = Signing::Fake(env.provider_fake.clone());
+    let fake = |s: &Signing, call: Outgoing| match s {
+        Signing::Fake(sig) => Ok(with_fake_signature(call, sig)),
+        Signing::Key(_) => Err("unreachable".to_string()),
+    };
+    let gid = "1f0c5d4e-8a3b-6c2d-8e1f-010000010001";
+    let reply_to = format!("mezhved:reply:{gid}");
+    Ok(vec![
+        fake(&c, client::send_request(&birth_request(0)))?,
+        fake(&p, client::get_request(None, wall()))?,
+        fake(&p, client::ack(gid, true, None))?,
+        fake(&p, birth_response(&reply_to))?,
+        fake(&c, client::get_response(None, wall()))?,
+        fake(&c, client::ack(gid, true, None))?,
+    ])
+}
+
+fn run_echo(env: &Env) -> Result<RunResult, String> {
+    let p = &env.plan;
+    let rt = runtime("mz-echo", p.cores)?;
+    let (endpoint, stop) = start_echo(&rt)?;
+    let bodies = Arc::new(exchange_bodies(env)?);
+    let start = mono();
+    let window = Window {
+        from: start + p.warmup,
+        to: start + p.warmup + p.duration,
+    };
+    let load = Arc::new(Load {
+        stop: AtomicBool::new(false),
+        outstanding: AtomicI64::new(0),
+        cap: 0,
+        sends: false,
+        window,
+        marker: AtomicU64::new(0),
+    });
+    let mut tasks = Vec::new();
+    for i in 0..p.consumers + p.providers {
+        let client = Client::new(&endpoint).map_err(|e| e.to_string())?;
+        tasks.push(
+            env.load
+                .spawn(echo_caller(client, bodies.clone(), i, load.clone())),
+        );
+    }
+    let result = finish_load(env, &load, tasks);
+    let _ = stop.send(());
+    rt.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+// ---------------------------------------------------------------------------------------
+// Paced latency
+
+fn phase_latency(env: &Env, rate_per_s: f64) -> Result<Value, String> {
+    let p = &env.plan;
+    let host = Host::start(env, true, "latency")?;
+    let rate_per_s = rate_per_s.max(1.0);
+    let interval = Duration::from_secs_f64(1.0 / rate_per_s);
+    let total = p.warmup + p.latency_duration;
+    let n = (total.as_secs_f64() * rate_per_s).ceil() as usize;
+    // Signed ahead, so the paced sender does nothing but send.
+    let sender = env.consumer(&host.endpoint, true)?;
+    let mut calls = Vec::with_capacity(n);
+    for i in 0..n {
+        calls.push(sender.prepare(client::send_request(&birth_request(i as u64)))?);
+    }
+    let start = mono() + Duration::from_millis(50);
+    let window = Window {
+        from: start + p.warmup,
+        to: start + total + Duration::from_secs(2),
+    };
+    let load = Arc::new(Load {
+        stop: AtomicBool::new(false),
+        outstanding: AtomicI64::new(0),
+        cap: 0,
+        sends: false,
+        window,
+        marker: AtomicU64::new(0),
+    });
+    let mut pollers = Vec::new();
+    for _ in 0..p.consumers {
+        let sys = env.consumer(&host.endpoint, true)?;
+        pollers.push(env.load.spawn(consumer(sys, load.clone())));
+    }
+    for _ in 0..p.providers {
+        let sys = env.provider(&host.endpoint, true)?;
+        pollers.push(env.load.spawn(provider(sys, load.clone())));
+    }
+    let c0 = cpu_snapshot();
+    let client = sender.client.clone();
+    // The paced sender: this thread sleeps to each send time (the OS timer, to tens of
+    // µs; tokio's timer rounds up to the next millisecond) and hands the call to a
+    // runtime of its own, so the send waits neither for a timer tick nor behind the
+    // pollers' signing on the load runtime: that delay would be the load generator's,
+    // not the gateway's.
+    let pace = runtime("mz-pace", 1)?;
+    let mut inflight = Vec::with_capacity(calls.len());
+    for (i, call) in calls.into_iter().enumerate() {
+        let at = start + interval * i as u32;
+        sleep_until(at);
+        let c = client.clone();
+        inflight.push(pace.spawn(async move {
+            let sent = mono();
+            let r = c.call(&call).await;
+            let done = mono();
+            (
+                at,
+                sent,
+                done,
+                r.map_err(|e| e.to_string()).and_then(|r| check(&r)),
+            )
+        }));
+    }
+    let mut results = Vec::with_capacity(inflight.len());
+    for h in inflight {
+        if let Ok(x) = pace.block_on(h) {
+            results.push(x);
+        }
+    }
+    drop(pace);
+    let sends_done = mono();
+    let c1 = cpu_snapshot();
+    load.stop.store(true, Ordering::Relaxed);
+    let mut polls = Stats::new();
+    for t in pollers {
+        polls.merge(env.load.block_on(t).map_err(|e| e.to_string())?);
+    }
+    host.stop()?;
+    let measured_from = start + p.warmup;
+    let mut from_schedule = Vec::new();
+    let mut service = Vec::new();
+    let mut errors = 0u64;
+    let mut first_error = None;
+    let mut lateness = Vec::new();
+    for (at, sent, done, r) in &results {
+        if *at < measured_from {
+            continue;
+        }
+        if let Err(e) = r {
+            errors += 1;
+            first_error.get_or_insert_with(|| e.clone());
+            continue;
+        }
+        lateness.push((*sent - *at).as_micros().min(u32::MAX as u128) as u32);
+        from_schedule.push((*done - *at).as_micros().min(u32::MAX as u128) as u32);
+        service.push((*done - *sent).as_micros().min(u32::MAX as u128) as u32);
+    }
+    let measured_seconds = p.latency_duration.as_secs_f64();
+    let mut ops = serde_json::Map::new();
+    for op in Op::ALL {
+        if op == Op::SendRequest || op == Op::Echo {
+            continue;
+        }
+        ops.insert(op.name().into(), summary(&mut polls.samples[op.index()]));
+    }
+    let cpu = cpu_split(&c0, &c1);
+    let elapsed = (sends_done - start).as_secs_f64().max(1e-9);
+    Ok(json!({
+        "target_exchanges_per_s": round1(rate_per_s),
+        "seconds": round3(measured_seconds),
+        "send_requests": from_schedule.len(),
+        "send_requests_per_s": round1(from_schedule.len() as f64 / measured_seconds),
+        "exchanges_completed": polls.exchanges,
+        "send_request": summary(&mut from_schedule),
+        "send_request_service": summary(&mut service),
+        "send_lateness": summary(&mut lateness),
+        "errors": errors + polls.errors,
+        "first_error": first_error.or(polls.first_error),
+        "ops": ops,
+        "cpu_utilisation": round3(cpu.get("total").copied().unwrap_or(0.0) / elapsed / p.cores as f64),
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
+// MTOM
+
+/// A deterministic pseudo-random byte stream of `len` bytes, hashed as it is produced.
+fn generator(len: u64, hasher: Arc<Mutex<sha2::Sha256>>) -> client::PartStream {
+    const CHUNK: u64 = 256 * 1024;
+    Box::pin(futures_util::stream::unfold(
+        (0u64, 0x9E37_79B9_7F4A_7C15u64),
+        move |(sent, mut x)| {
+            let hasher = hasher.clone();
+            async move {
+                if sent >= len {
+                    return None;
+                }
+                let n = CHUNK.min(len - sent) as usize;
+                let mut buf = vec![0u8; n];
+                for word in buf.chunks_mut(8) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let b = x.to_le_bytes();
+                    word.copy_from_slice(&b[..word.len()]);
+                }
+                hasher
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .update(&buf);
+                Some((Ok(Bytes::from(buf)), (sent + n as u64, x)))
+            }
+        },
+    ))
+}
+
+fn sha256_file(path: &Path) -> Result<[u8; 32], String> {
+    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().into())
+}
+
+fn phase_mtom(env: &Env) -> Result<Value, String> {
+    let size = env.plan.attachment_bytes;
+    let host = Host::start(env, true, "mtom")?;
+    let consumer = env.consumer(&host.endpoint, true)?;
+    let provider = env.provider(&host.endpoint, true)?;
+    let download = env.tempdir("mtom-download")?;
+    // Warm both connections and the trust store's caches, so the baseline includes them.
+    let warm = consumer.prepare(client::get_response(None, wall()))?;
+    env.load.block_on(consumer.call(&warm))?;
+    let warm = provider.prepare(client::get_status(wall()))?;
+    env.load.block_on(provider.call(&warm))?;
+
+    let rss_before = status_kb("VmRSS").unwrap_or(0);
+    let hwm_before = status_kb("VmHWM").unwrap_or(0);
+    let hwm_reset = reset_peak_rss();
+    let hwm_after_reset = status_kb("VmHWM").unwrap_or(0);
+    let sampler = RssSampler::start();
+
+    let mut request = birth_request(1);
+    request.attachments = vec![Attachment {
+        content_id: "scan-large".into(),
+        mime_type: "application/octet-stream".into(),
+        data: Bytes::new(),
+        mtom: true,
+    }];
+    let call = consumer.prepare(client::send_request(&request))?;
+    let hasher = Arc::new(Mutex::new(sha2::Sha256::new()));
+    let part = StreamedPart {
+        content_id: "scan-large".into(),
+        mime_type: "application/octet-stream".into(),
+        length: Some(size),
+        stream: generator(size, hasher.clone()),
+    };
+    let t0 = mono();
+    let sent = env
+        .load
+        .block_on(
+            consumer
+                .client
+                .call_streamed(&call.envelope, vec![part], None),
+        )
+        .map_err(|e| format!("SendRequest with {size} bytes: {e}"))?;
+    let t1 = mono();
+    check(&sent)?;
+    let sent_digest: [u8; 32] =
+        std::mem::take(&mut *hasher.lock().unwrap_or_else(|e| e.into_inner()))
+            .finalize()
+            .into();
+
+    let get = provider.prepare(client::get_request(None, wall()))?;
+    let got = env
+        .load
+        .block_on(provider.client.call_to_dir(&get, download.path()))
+        .map_err(|e| format!("GetRequest: {e}"))?;
+    let t2 = mono();
+    check(&got)?;
+    let d = delivered(&got)?.ok_or("GetRequest delivered nothing")?;
+    let (_, path) = got
+        .parts
+        .first()
+        .ok_or("the delivery carries no MTOM part")?;
+    let path = PathBuf::from(String::from_utf8_lossy(path).into_owned());
+    let received = std::fs::metadata(&path).map_err(|e| e.to_string())?.len();
+    let got_digest = sha256_file(&path)?;
+    let t3 = mono();
+    let ack = provider.prepare(client::ack(&d.global_id, true, None))?;
+    env.load.block_on(provider.call(&ack))?;
+    let t4 = mono();
+    let rss_peak = sampler.finish();
+    let hwm_after = status_kb("VmHWM").unwrap_or(0);
+    let rss_after = status_kb("VmRSS").unwrap_or(0);
+    let _ = std::fs::remove_file(&path);
+    host.stop()?;
+    let mb = size as f64 / 1e6;
+    let growth_kb = rss_peak.saturating_sub(rss_before);
+    let hwm_growth_kb = if hwm_reset {
+        hwm_after.saturating_sub(hwm_after_reset.max(rss_before))
+    } else {
+        hwm_after.saturating_sub(hwm_before)
+    };
+    Ok(json!({
+        "attachment_bytes": size,
+        "sha256_match": sent_digest == got_digest && received == size,
+        "received_bytes": received,
+        "upload_seconds": round3((t1 - t0).as_secs_f64()),
+        "upload_mb_per_s": round1(mb / (t1 - t0).as_secs_f64()),
+        "download_seconds": round3((t2 - t1).as_secs_f64()),
+        "download_mb_per_s": round1(mb / (t2 - t1).as_secs_f64()),
+        "verify_seconds": round3((t3 - t2).as_secs_f64()),
+        "ack_seconds": round3((t4 - t3).as_secs_f64()),
+        "rss_before_kb": rss_before,
+        "rss_peak_sampled_kb": rss_peak,
+        "rss_after_kb": rss_after,
+        "rss_growth_kb": growth_kb,
+        "rss_growth_mb": round1(growth_kb as f64 / 1024.0),
+        "vm_hwm_before_kb": hwm_before,
+        "vm_hwm_reset": hwm_reset,
+        "vm_hwm_after_reset_kb": hwm_after_reset,
+        "vm_hwm_after_kb": hwm_after,
+        "vm_hwm_growth_kb": hwm_growth_kb,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
+// A backlog of queued messages
+
+fn file_size(p: &Path) -> u64 {
+    std::fs::metadata(p).map_or(0, |m| m.len())
+}
+
+fn phase_queued(env: &Env) -> Result<Value, String> {
+    let n = env.plan.queued;
+    let rss_start = status_kb("VmRSS").unwrap_or(0);
+    let t0 = mono();
+    let (host, via) = match env.plan.queued_via {
+        QueueVia::Store => {
+            let host = Host::start(env, true, "queued")?;
+            enqueue_via_store(env, &host, n)?;
+            (host, "store")
+        }
+        QueueVia::Http => {
+            let nocrypto = Host::start(env, false, "queued")?;
+            enqueue_via_http(env, &nocrypto, n)?;
+            let dir = nocrypto.stop()?;
+            (Host::start_in(env, true, dir)?, "http")
+        }
+    };
+    let enqueue_seconds = (mono() - t0).as_secs_f64();
+    let rss_after_enqueue = status_kb("VmRSS").unwrap_or(0);
+    let hwm_after_enqueue = status_kb("VmHWM").unwrap_or(0);
+    let db = host.config.database_path();
+    let db_bytes = file_size(&db);
+    let wal_bytes = file_size(&PathBuf::from(format!("{}-wal", db.display())));
+
+    // GetRequest + Ack against the backlog, a few times.
+    let provider = env.provider(&host.endpoint, true)?;
+    let mut get_us = Vec::new();
+    let mut ack_us = Vec::new();
+    let mut both_us = Vec::new();
+    for _ in 0..5 {
+        let get = provider.prepare(client::get_request(None, wall()))?;
+        let (reply, g0, g1) = env.load.block_on(provider.call(&get))?;
+        let d = delivered(&reply)?.ok_or("GetRequest found nothing in the backlog")?;
+        let ack = provider.prepare(client::ack(&d.global_id, true, None))?;
+        let (_, a0, a1) = env.load.block_on(provider.call(&ack))?;
+        get_us.push((g1 - g0).as_micros() as u32);
+        ack_us.push((a1 - a0).as_micros() as u32);
+        both_us.push(((g1 - g0) + (a1 - a0)).as_micros() as u32);
+    }
+    let first_get_ack_ms = both_us.first().map(|&u| u as f64 / 1000.0);
+    let stats = provider.prepare(client::queue_statistics(wall()))?;
+    let (reply, s0, s1) = env.load.block_on(provider.call(&stats))?;
+    let pending: Vec<String> = reply
+        .document()
+        .ok()
+        .map(|doc| {
+            doc.descendants(doc.root())
+                .filter_map(|n| {
+                    doc.attribute(n, "", "pendingMessageNumber")
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // Reopening the gateway on the backlog (what a restart costs).
+    let dir = host.stop()?;
+    let reopened = Host::start_in(env, true, dir)?;
+    let reopen_seconds = reopened.open_seconds;
+    reopened.stop()?;
+    let rss_end = status_kb("VmRSS").unwrap_or(0);
+    let hwm_end = status_kb("VmHWM").unwrap_or(0);
+    Ok(json!({
+        "messages": n,
+        "via": via,
+        "enqueue_seconds": round3(enqueue_seconds),
+        "enqueue_per_s": round1(n as f64 / enqueue_seconds),
+        "database_bytes": db_bytes,
+        "wal_bytes": wal_bytes,
+        "rss_start_kb": rss_start,
+        "rss_after_enqueue_kb": rss_after_enqueue,
+        "vm_hwm_after_enqueue_kb": hwm_after_enqueue,
+        "rss_end_kb": rss_end,
+        "vm_hwm_kb": hwm_end,
+        "vm_hwm_mb": round1(hwm_end as f64 / 1024.0),
+        "get_request": summary(&mut get_us),
+        "ack": summary(&mut ack_us),
+        "get_request_plus_ack": summary(&mut both_us),
+        "first_get_request_plus_ack_ms": first_get_ack_ms,
+        "queue_statistics_ms": round3((s1 - s0).as_secs_f64() * 1000.0),
+        "queue_statistics_pending": pending,
+        "reopen_seconds": round3(reopen_seconds),
+    }))
+}
+
+/// Fills the backlog through `Store::accept`, from many tasks at once (group commit),
+/// with copies of one message accepted over HTTP (its payload, card and answer; a new
+/// global ID and MessageID each).
+fn enqueue_via_store(env: &Env, host: &Host, n: u64) -> Result<(), String> {
+    let consumer = env.consumer(&host.endpoint, true)?;
+    let call = consumer.prepare(client::send_request(&birth_request(0)))?;
+    let (reply, _, _) = env.load.block_on(consumer.call(&call))?;
+    let store = host.store.clone();
+    let gid_text = reply
+        .global_id()
+        .ok_or("SendRequest answered without a global ID")?;
+    let gid = *uuid::Uuid::parse_str(&gid_text)
+        .map_err(|e| e.to_string())?
+        .as_bytes();
+    let template = env.load.block_on(async {
+        let card = store
+            .card(gid)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("no card for the template")?;
+        let now = to_ms(wall());
+        let delivery = store
+            .lease(LeaseRequest {
+                recipient_system: PROVIDER_SYSTEM.into(),
+                queue: Queue::Requests,
+                selector: None,
+                now_ms: now,
+                visibility_ms: 60_000,
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the template is not queued")?;
+        store
+            .ack(AckCommand {
+                recipient_system: PROVIDER_SYSTEM.into(),
+                global_id: delivery.global_id,
+                accepted: true,
+                receiver_registration: None,
+                now_ms: now,
+                then_enqueue: Vec::new(),
+                acked_status: "delivered".into(),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((card, delivery))
+    })?;
+    let template = Arc::new((template.0, template.1, reply.envelope.to_vec()));
+    let ids = Arc::new(mezhved_core::ids::GlobalIdGenerator::new(
+        1,
+        0xbe,
+        (std::process::id() & 0x3fff) as u16,
+        None,
+    ));
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..512 {
+        let (store, template, ids, next) =
+            (store.clone(), template.clone(), ids.clone(), next.clone());
+        tasks.push(env.load.spawn(async move {
+            loop {
+                if next.fetch_add(1, Ordering::Relaxed) >= n {
+                    return Ok::<_, String>(());
+                }
+                let (card, delivery, answer) = &*template;
+                let now = wall();
+                let global = ids.next(now);
+                let gid = *global.as_bytes();
+                let message_id = client::message_id(now).to_string();
+                let mut card = card.clone();
+                card.global_id = gid;
+                card.sender_message_id = message_id.clone();
+                card.received_at_ms = to_ms(now);
+                if let Some(d) = card.details.as_object_mut() {
+                    d.insert(
+                        "global_id".into(),
+                        Value::from(global.hyphenated().to_string()),
+                    );
+                }
+                let message = NewMessage {
+                    global_id: gid,
+                    queue: Queue::Requests,
+                    sender_system: CONSUMER_SYSTEM.into(),
+                    sender_message_id: message_id,
+                    recipient_system: PROVIDER_SYSTEM.into(),
+                    kind_namespace: delivery.kind_namespace.clone(),
+                    kind_root: delivery.kind_root.clone(),
+                    content_namespace: delivery.kind_namespace.clone(),
+                    content_root: delivery.kind_root.clone(),
+                    original_global_id: None,
+                    checksum: delivery.checksum,
+                    received_at_ms: to_ms(now),
+                    eol_ms: None,
+                    payload: delivery.payload.clone(),
+                    attachments: Vec::new(),
+                    answer: answer.clone(),
+                    card,
+                    original_status: None,
+                };
+                store.accept(message).await.map_err(|e| e.to_string())?;
+            }
+        }));
+    }
+    for t in tasks {
+        env.load.block_on(t).map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+/// Fills the backlog with SendRequests over HTTP (signature checks off).
+fn enqueue_via_http(env: &Env, host: &Host, n: u64) -> Result<(), String> {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..(env.plan.consumers + env.plan.providers) {
+        let sys = env.consumer(&host.endpoint, false)?;
+        let next = next.clone();
+        tasks.push(env.load.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<_, String>(());
+                }
+                let call = sys.prepare(client::send_request(&birth_request(i)))?;
+                sys.call(&call).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        env.load.block_on(t).map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The report
+
+/// Runs a memory part in a fresh child process (`mezhved bench --only <part>
+/// --in-process`), so its RSS is its own; returns the child's JSON for the part.
+fn in_child(plan: &Plan, part: Part, args: &BenchArgs) -> Result<Value, String> {
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the mezhved binary: {e}"))?;
+    let json_file = tempfile::Builder::new()
+        .prefix("mezhved-bench-child-")
+        .suffix(".json")
+        .tempfile_in(&plan.tmp)
+        .map_err(|e| e.to_string())?;
+    let name = match part {
+        Part::Mtom => "mtom",
+        _ => "queued",
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("bench")
+        .arg("--in-process")
+        .args(["--only", name])
+        .arg("--repo")
+        .arg(&plan.repo)
+        .arg("--tmp")
+        .arg(&plan.tmp)
+        .arg("--json")
+        .arg(json_file.path())
+        .args([
+            "--attachment-mb",
+            &(plan.attachment_bytes >> 20).to_string(),
+        ])
+        .args(["--queued", &plan.queued.to_string()])
+        .args(["--consumers", &plan.consumers.to_string()])
+        .args(["--providers", &plan.providers.to_string()])
+        .args([
+            "--queued-via",
+            match args.queued_via {
+                QueueVia::Store => "store",
+                QueueVia::Http => "http",
+            },
+        ]);
+    if plan.quick {
+        cmd.arg("--quick");
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run the {name} child: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "the {name} child failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = std::fs::read_to_string(json_file.path()).map_err(|e| e.to_string())?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    Ok(v.get(name).cloned().unwrap_or(Value::Null))
+}
+
+fn target(
+    name: &str,
+    what: &str,
+    measured: Option<f64>,
+    unit: &str,
+    limit: f64,
+    at_least: bool,
+    note: &str,
+) -> Value {
+    let met = measured.map(|m| if at_least { m >= limit } else { m < limit });
+    json!({
+        "name": name,
+        "target": what,
+        "limit": limit,
+        "unit": unit,
+        "measured": measured.map(round3),
+        "met": met,
+        "note": note,
+    })
+}
+
+fn f(v: &Value, path: &[&str]) -> Option<f64> {
+    let mut v = v;
+    for p in path {
+        v = v.get(p)?;
+    }
+    v.as_f64()
+}
+
+/// A JSON value as text, strings without quotes.
+fn t(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "–".into(),
+        other => other.to_string(),
+    }
+}
+
+fn print_run(out: &mut dyn Write, title: &str, v: &Value) {
+    let _ = writeln!(
+        out,
+        "{title}: {} exchanges/s, {} calls/s ({} useful), {} calls/exchange, {} errors{}",
+        t(&v["exchanges_per_s"]),
+        t(&v["calls_per_s"]),
+        t(&v["useful_calls_per_s"]),
+        t(&v["calls_per_exchange"]),
+        t(&v["errors"]),
+        v["first_error"]
+            .as_str()
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default()
+    );
+    print_ops(out, &v["ops"]);
+    if let Some(cpu) = v["cpu_us_per_exchange"].as_object() {
+        let parts: Vec<String> = cpu.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(out, "  CPU µs per exchange: {}", parts.join(", "));
+    }
+    let _ = writeln!(
+        out,
+        "  CPU seconds in the window: this process {}, other processes {}",
+        t(&v["cpu_seconds"]["total"]),
+        t(&v["cpu_seconds"]["other_processes"])
+    );
+    if let Some(c) = v.get("crypto_work") {
+        let _ = writeln!(
+            out,
+            "  crypto work: {} client signs, {} gateway signs, {} gateway verifies ≈ {} CPU s = {} of the process CPU",
+            t(&c["client_signs"]), t(&c["gateway_signs"]), t(&c["gateway_verifies"]), t(&c["cpu_seconds"]), t(&c["share_of_process_cpu"])
+        );
+    }
+}
+
+fn print_ops(out: &mut dyn Write, ops: &Value) {
+    if let Some(ops) = ops.as_object() {
+        let _ = writeln!(
+            out,
+            "  {:<20} {:>8} {:>9} {:>9} {:>9}",
+            "op", "count", "p50 ms", "p99 ms", "max ms"
+        );
+        for (name, s) in ops {
+            if s["count"].as_u64() == Some(0) {
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "  {:<20} {:>8} {:>9} {:>9} {:>9}",
+                name,
+                t(&s["count"]),
+                t(&s["p50_ms"]),
+                t(&s["p99_ms"]),
+                t(&s["max_ms"])
+            );
+        }
+    }
+}
+
+/// `mezhved bench`.
+pub fn run(args: BenchArgs, out: &mut dyn Write) -> Result<(), String> {
+    let plan = Plan::new(&args)?;
+    let env = Env::new(plan.clone())?;
+    let mut report = serde_json::Map::new();
+    let _ = writeln!(
+        out,
+        "mezhved bench: {} cores, {} consumers, {} providers, {} open exchanges at most, {:.1} s measured after {:.1} s warm-up{}",
+        plan.cores,
+        plan.consumers,
+        plan.providers,
+        plan.outstanding,
+        plan.duration.as_secs_f64(),
+        plan.warmup.as_secs_f64(),
+        if plan.quick { " (quick: the figures mean nothing)" } else { "" }
+    );
+    report.insert(
+        "config".into(),
+        json!({
+            "cores": plan.cores,
+            "consumers": plan.consumers,
+            "providers": plan.providers,
+            "outstanding": plan.outstanding,
+            "duration_s": plan.duration.as_secs_f64(),
+            "warmup_s": plan.warmup.as_secs_f64(),
+            "latency_s": plan.latency_duration.as_secs_f64(),
+            "crypto_s": plan.crypto_duration.as_secs_f64(),
+            "attachment_bytes": plan.attachment_bytes,
+            "queued": plan.queued,
+            "queued_via": format!("{:?}", plan.queued_via).to_lowercase(),
+            "quick": plan.quick,
+            "parts": plan.parts.iter().map(|p| format!("{p:?}").to_lowercase()).collect::<Vec<_>>(),
+            "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+            "repo": plan.repo.display().to_string(),
+        }),
+    );
+
+    let mut crypto = None;
+    if plan.runs(Part::Crypto) || plan.runs(Part::Exchange) {
+        let c = phase_crypto(&env)?;
+        let _ = writeln!(
+            out,
+            "crypto (ECDSA P-256, {} threads): {:.0} signs/s, {:.0} verifies/s ({:.1} / {:.1} µs per core; one thread alone {:.1} / {:.1} µs); per exchange {} signs ({} clients + {} gateway) and {} verifies (gateway) → bound {:.1} exchanges/s",
+            c.threads, c.signs_per_s, c.verifies_per_s, c.sign_us, c.verify_us,
+            c.single_thread_sign_us, c.single_thread_verify_us,
+            CLIENT_SIGNS + GATEWAY_SIGNS, CLIENT_SIGNS, GATEWAY_SIGNS, GATEWAY_VERIFIES, c.bound
+        );
+        report.insert("crypto".into(), c.json());
+        crypto = Some(c);
+    }
+
+    let mut max_rate = None;
+    if plan.runs(Part::Exchange) {
+        let host = Host::start(&env, true, "signed")?;
+        let mut r = run_exchange_load(&env, &host.endpoint, true)?;
+        host.stop()?;
+        max_rate = Some(r.exchanges_per_s());
+        let v = r.json(crypto.as_ref());
+        print_run(out, "signed exchanges", &v);
+        report.insert("exchange_signed".into(), v);
+    }
+
+    if plan.runs(Part::Echo) {
+        let mut echo = run_echo(&env)?;
+        let echo_calls = echo.calls_per_s();
+        let mut ev = echo.json(None);
+        ev["calls_per_s"] = Value::from(round1(echo_calls));
+        let _ = writeln!(
+            out,
+            "bare hyper echo (same client, {} connections, the no-crypto run's six bodies): {} calls/s, errors {}",
+            plan.consumers + plan.providers,
+            t(&ev["calls_per_s"]),
+            t(&ev["errors"])
+        );
+        print_ops(out, &ev["ops"]);
+        let host = Host::start(&env, false, "nocrypto")?;
+        let mut r = run_exchange_load(&env, &host.endpoint, false)?;
+        host.stop()?;
+        let nv = r.json(None);
+        print_run(out, "exchanges with signature checks off", &nv);
+        report.insert("echo".into(), ev);
+        report.insert("exchange_nocrypto".into(), nv);
+    }
+
+    if plan.runs(Part::Latency) {
+        let rate = match (plan.latency_rate, max_rate) {
+            (Some(r), _) => r,
+            (None, Some(m)) => m / 2.0,
+            (None, None) => {
+                // The maximum first: a short closed-loop run.
+                let host = Host::start(&env, true, "max")?;
+                let r = run_exchange_load(&env, &host.endpoint, true)?;
+                host.stop()?;
+                r.exchanges_per_s() / 2.0
+            }
+        };
+        let v = phase_latency(&env, rate)?;
+        let _ = writeln!(
+            out,
+            "paced at {} exchanges/s ({} SendRequests in {} s, {} exchanges completed): SendRequest p50 {} ms, p99 {} ms, max {} ms (from the scheduled send; service time p99 {} ms); CPU {}",
+            t(&v["target_exchanges_per_s"]), t(&v["send_requests"]), t(&v["seconds"]), t(&v["exchanges_completed"]),
+            t(&v["send_request"]["p50_ms"]), t(&v["send_request"]["p99_ms"]), t(&v["send_request"]["max_ms"]),
+            t(&v["send_request_service"]["p99_ms"]), t(&v["cpu_utilisation"])
+        );
+        print_ops(out, &v["ops"]);
+        report.insert("latency".into(), v);
+    }
+
+    for part in [Part::Mtom, Part::Queued] {
+        if !plan.runs(part) {
+            continue;
+        }
+        let key = if part == Part::Mtom { "mtom" } else { "queued" };
+        let (mut v, isolated) = if plan.in_process {
+            let v = if part == Part::Mtom {
+                phase_mtom(&env)?
+            } else {
+                phase_queued(&env)?
+            };
+            (v, false)
+        } else {
+            (in_child(&plan, part, &args)?, true)
+        };
+        v["own_process"] = Value::from(isolated);
+        if part == Part::Mtom {
+            let _ = writeln!(
+                out,
+                "MTOM {} bytes: SHA-256 match {}; upload {} s ({} MB/s), download to a file {} s ({} MB/s); RSS {} kB before, {} kB peak (+{} MB); VmHWM {} → {} kB (reset: {})",
+                t(&v["attachment_bytes"]), t(&v["sha256_match"]), t(&v["upload_seconds"]), t(&v["upload_mb_per_s"]),
+                t(&v["download_seconds"]), t(&v["download_mb_per_s"]), t(&v["rss_before_kb"]), t(&v["rss_peak_sampled_kb"]),
+                t(&v["rss_growth_mb"]), t(&v["vm_hwm_before_kb"]), t(&v["vm_hwm_after_kb"]), t(&v["vm_hwm_reset"])
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "queued {} messages via {} in {} s ({}/s); database {} bytes; RSS {} kB, VmHWM {} kB; GetRequest+Ack {} ms (first {} ms); queue statistics {} ms; reopen {} s",
+                t(&v["messages"]), t(&v["via"]), t(&v["enqueue_seconds"]), t(&v["enqueue_per_s"]), t(&v["database_bytes"]),
+                t(&v["rss_after_enqueue_kb"]), t(&v["vm_hwm_kb"]), t(&v["get_request_plus_ack"]["p50_ms"]),
+                t(&v["first_get_request_plus_ack_ms"]), t(&v["queue_statistics_ms"]), t(&v["reopen_seconds"])
+            );
+        }
+        report.insert(key.into(), v);
+    }
+
+    let r = Value::Object(report.clone());
+    let bound = f(&r, &["crypto", "bound_exchanges_per_s"]);
+    let signed = f(&r, &["exchange_signed", "exchanges_per_s"]);
+    let nocrypto = f(&r, &["exchange_nocrypto", "calls_per_s"]);
+    let echo = f(&r, &["echo", "calls_per_s"]);
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    let mtom_ok = r["mtom"]["sha256_match"].as_bool();
+    let targets = vec![
+        target(
+            "signed_exchanges_vs_crypto_bound",
+            "signed ECDSA exchanges/s ≥ 60 % of the crypto bound",
+            ratio(signed, bound),
+            "ratio",
+            TARGET_SIGNED_VS_BOUND,
+            true,
+            "exchange_signed.exchanges_per_s / crypto.bound_exchanges_per_s",
+        ),
+        target(
+            "nocrypto_calls_vs_echo",
+            "calls/s with signature checks off ≥ 50 % of the bare echo",
+            ratio(nocrypto, echo),
+            "ratio",
+            TARGET_NOCRYPTO_VS_ECHO,
+            true,
+            "exchange_nocrypto.calls_per_s / echo.calls_per_s",
+        ),
+        target(
+            "send_request_p99_at_half_rate",
+            "p99 SendRequest < 5 ms at half the maximum rate",
+            f(&r, &["latency", "send_request", "p99_ms"]),
+            "ms",
+            TARGET_P99_MS,
+            false,
+            "latency.send_request.p99_ms (from the scheduled send time)",
+        ),
+        target(
+            "mtom_rss_growth",
+            "a 1 GiB MTOM attachment passes with RSS growth < 64 MB",
+            match mtom_ok {
+                Some(false) => None,
+                _ => f(&r, &["mtom", "rss_growth_mb"]),
+            },
+            "MiB",
+            TARGET_MTOM_RSS_MB,
+            false,
+            "mtom.rss_growth_mb (peak sampled VmRSS − VmRSS before); null if the SHA-256 did not match",
+        ),
+        target(
+            "queued_rss",
+            "10⁶ queued messages with RSS < 500 MB",
+            f(&r, &["queued", "vm_hwm_mb"]),
+            "MiB",
+            TARGET_QUEUED_RSS_MB,
+            false,
+            "queued.vm_hwm_mb (peak RSS of the process that enqueued and served them)",
+        ),
+    ];
+    let _ = writeln!(out, "targets:");
+    for tg in &targets {
+        let verdict = match tg["met"].as_bool() {
+            Some(true) => "met ",
+            Some(false) => "MISS",
+            None => "n/a ",
+        };
+        let _ = writeln!(
+            out,
+            "  [{verdict}] {}: {}",
+            t(&tg["target"]),
+            t(&tg["measured"])
+        );
+    }
+    report.insert("targets".into(), Value::Array(targets));
+    if let Some(path) = &args.json {
+        let text =
+            serde_json::to_string_pretty(&Value::Object(report)).map_err(|e| e.to_string())?;
+        std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}

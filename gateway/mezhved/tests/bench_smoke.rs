@@ -1,0 +1,139 @@
+//! `mezhved bench --quick`: every part runs end to end, and the JSON report carries every
+//! figure and a verdict for each of the targets. Nothing here asserts a speed:
+//! this runs in a debug build on whatever machine CI has.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
+    path.iter().fold(v, |v, p| &v[*p])
+}
+
+#[track_caller]
+fn number(v: &Value, path: &[&str]) -> f64 {
+    at(v, path)
+        .as_f64()
+        .unwrap_or_else(|| panic!("{} is not a number in the report: {v:#}", path.join(".")))
+}
+
+#[test]
+fn quick_bench_reports_every_figure_and_target() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("bench.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_mezhved"))
+        .args(["bench", "--quick", "--repo"])
+        .arg(root())
+        .arg("--tmp")
+        .arg(dir.path())
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("mezhved runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "mezhved bench --quick failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("targets:"), "{stdout}");
+    let text = std::fs::read_to_string(&json).expect("the JSON report is written");
+    let v: Value = serde_json::from_str(&text).expect("the report is JSON");
+
+    assert_eq!(at(&v, &["config", "quick"]), &Value::Bool(true));
+    for path in [
+        &["crypto", "signs_per_s"][..],
+        &["crypto", "verifies_per_s"],
+        &["crypto", "sign_us_per_core"],
+        &["crypto", "verify_us_per_core"],
+        &["crypto", "signs_per_exchange", "total"],
+        &["crypto", "verifies_per_exchange", "total"],
+        &["crypto", "bound_exchanges_per_s"],
+        &["echo", "calls_per_s"],
+        &["echo", "ops", "echo", "p99_ms"],
+        &["latency", "target_exchanges_per_s"],
+        &["latency", "send_request", "p50_ms"],
+        &["latency", "send_request", "p99_ms"],
+        &["latency", "send_request_service", "p99_ms"],
+        &["latency", "send_lateness", "p99_ms"],
+        &["mtom", "attachment_bytes"],
+        &["mtom", "upload_mb_per_s"],
+        &["mtom", "download_mb_per_s"],
+        &["mtom", "rss_before_kb"],
+        &["mtom", "rss_peak_sampled_kb"],
+        &["mtom", "rss_growth_mb"],
+        &["mtom", "vm_hwm_after_kb"],
+        &["queued", "messages"],
+        &["queued", "enqueue_per_s"],
+        &["queued", "database_bytes"],
+        &["queued", "vm_hwm_mb"],
+        &["queued", "get_request_plus_ack", "p50_ms"],
+        &["queued", "queue_statistics_ms"],
+        &["queued", "reopen_seconds"],
+    ] {
+        number(&v, path);
+    }
+    // Both load runs complete exchanges, every step of them, without a single fault.
+    for run in ["exchange_signed", "exchange_nocrypto"] {
+        assert!(number(&v, &[run, "exchanges"]) > 0.0, "{run}: {v:#}");
+        for figure in [
+            "exchanges_per_s",
+            "calls_per_s",
+            "useful_calls_per_s",
+            "calls_per_exchange",
+        ] {
+            number(&v, &[run, figure]);
+        }
+        number(&v, &[run, "cpu_us_per_exchange", "total"]);
+        assert_eq!(number(&v, &[run, "errors"]), 0.0, "{run}: {v:#}");
+        for op in [
+            "send_request",
+            "get_request",
+            "ack_request",
+            "send_response",
+            "get_response",
+            "ack_response",
+        ] {
+            assert!(number(&v, &[run, "ops", op, "count"]) > 0.0, "{run}.{op}");
+            number(&v, &[run, "ops", op, "p50_ms"]);
+            number(&v, &[run, "ops", op, "p99_ms"]);
+        }
+    }
+    number(
+        &v,
+        &["exchange_signed", "crypto_work", "share_of_process_cpu"],
+    );
+    assert_eq!(number(&v, &["echo", "errors"]), 0.0);
+    assert_eq!(number(&v, &["latency", "errors"]), 0.0);
+    assert_eq!(at(&v, &["mtom", "sha256_match"]), &Value::Bool(true));
+    assert_eq!(
+        number(&v, &["queued", "messages"]),
+        number(&v, &["config", "queued"])
+    );
+
+    let targets = at(&v, &["targets"]).as_array().expect("targets");
+    let names: Vec<&str> = targets
+        .iter()
+        .map(|t| t["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "signed_exchanges_vs_crypto_bound",
+            "nocrypto_calls_vs_echo",
+            "send_request_p99_at_half_rate",
+            "mtom_rss_growth",
+            "queued_rss",
+        ]
+    );
+    for t in targets {
+        assert!(t["measured"].is_number(), "{t}");
+        assert!(t["limit"].is_number(), "{t}");
+        assert!(t["met"].is_boolean(), "{t}");
+        assert!(t["target"].is_string(), "{t}");
+    }
+}

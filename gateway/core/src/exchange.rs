@@ -1221,26 +1221,23 @@ impl Exchange {
         let receiver_registration = receiver_registration(doc)?;
         let mut then_enqueue = Vec::new();
         if self.settings.delivery_statuses {
-            match info.queue {
-                Queue::Requests => then_enqueue.push(self.status_message(
+            let status = match info.queue {
+                Queue::Requests => Some(("underProcessing", "the provider received the request")),
+                Queue::Responses => {
+                    Some(("responseIsDelivered", "the consumer received the response"))
+                }
+                Queue::Statuses => None,
+            };
+            if let Some((category, details)) = status {
+                then_enqueue.push(self.status_message(
                     now,
                     &info.sender_system,
                     &gid,
                     &info.sender_message_id,
-                    "underProcessing",
-                    "the provider received the request",
+                    category,
+                    details,
                     (&info.kind_namespace, &info.kind_root),
-                )),
-                Queue::Responses => then_enqueue.push(self.status_message(
-                    now,
-                    &info.sender_system,
-                    &gid,
-                    &info.sender_message_id,
-                    "responseIsDelivered",
-                    "the consumer received the response",
-                    (&info.kind_namespace, &info.kind_root),
-                )),
-                Queue::Statuses => {}
+                ));
             }
         }
         let acked_status = match info.queue {

@@ -63,9 +63,6 @@ START_TIMEOUT = 15.0
 STOP_TIMEOUT = 6.0
 STOP_TIMEOUT_HUNG = 3.0  # a gateway that already hung gets less time
 
-# Environment variables of the test harness, not of the gateway.
-HARNESS_VARIABLES = {"MEZHVED_BIN", "MEZHVED_SMEV3_REFERENCE", "MEZHVED_VENV"}
-
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -95,12 +92,10 @@ class Gateway:
         self.session.trust_env = False  # never through a proxy: the gateway is local
 
     def start(self):
-        # `mezhved serve` reads every MEZHVED_* variable as a configuration override and
-        # refuses unknown keys, so the test harness's own variables (MEZHVED_BIN, set by
-        # tests/run.sh, MEZHVED_SMEV3_REFERENCE, ...) must not reach it. Real overrides
-        # (e.g. MEZHVED_LOG__LEVEL) pass through.
-        env = {k: v for k, v in os.environ.items()
-               if k not in HARNESS_VARIABLES and not k.startswith("MEZHVED_TEST_")}
+        # The harness's own variables (MEZHVED_BIN, MEZHVED_SMEV3_REFERENCE, ...) reach the
+        # gateway on purpose: `mezhved serve` must leave variables that are not configuration
+        # keys alone.
+        env = dict(os.environ)
         env.pop("OPENSSL_CONF", None)  # tests/run.sh: the binary loads the GOST engine itself
         env.update({
             "MEZHVED_DATA_DIR": str(self.data_dir),

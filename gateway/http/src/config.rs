@@ -5,7 +5,10 @@
 //! Environment overrides: `MEZHVED_<KEY>` for a top-level key and
 //! `MEZHVED_<SECTION>__<KEY>` inside a section (e.g. `MEZHVED_SERVER__LISTEN=0.0.0.0:8080`,
 //! `MEZHVED_EXCHANGE__VISIBILITY_TIMEOUT_SECONDS=60`). A value is read as a TOML value when
-//! it parses as one (numbers, booleans), otherwise as a string.
+//! it parses as one (numbers, booleans), otherwise as a string. A `MEZHVED_<NAME>` without
+//! `__` that names no top-level key (`MEZHVED_LOG`, the log filter; `MEZHVED_CONFIG`; a
+//! test harness's `MEZHVED_BIN`) is not configuration and is left alone; a name with `__`
+//! is always configuration, so a misspelt section or key is refused rather than ignored.
 //!
 //! Relative paths are relative to the directory of the configuration file.
 
@@ -278,10 +281,15 @@ impl Config {
             }
             None => (toml::Table::new(), PathBuf::from(".")),
         };
+        let scalar_keys = Config::top_level_scalar_keys();
         let mut overrides: Vec<(String, String)> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with("MEZHVED_") && k != "MEZHVED_CONFIG")
-            .filter(|(k, _)| !k.starts_with("MEZHVED_OPERATOR_TOKEN"))
+            .filter(|(k, _)| {
+                let Some(rest) = k.strip_prefix("MEZHVED_") else {
+                    return false;
+                };
+                rest.contains("__") || scalar_keys.contains(&rest.to_ascii_lowercase())
+            })
             .collect();
         overrides.sort();
         for (name, raw) in overrides {
@@ -308,6 +316,19 @@ impl Config {
                 })?;
         config.resolve_paths(&base);
         Ok(config)
+    }
+
+    /// The top-level keys that hold a value rather than a section (`data_dir`, `segment`,
+    /// ...): the only names `MEZHVED_<NAME>` without `__` can set.
+    fn top_level_scalar_keys() -> Vec<String> {
+        match toml::Value::try_from(Config::default()) {
+            Ok(toml::Value::Table(t)) => t
+                .into_iter()
+                .filter(|(_, v)| !v.is_table())
+                .map(|(k, _)| k)
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -446,6 +467,10 @@ mod tests {
                 ),
                 ("MEZHVED_SEGMENT".into(), "42".into()),
                 ("OTHER".into(), "x".into()),
+                // Not configuration: the log filter and a test harness's variable.
+                ("MEZHVED_LOG".into(), "debug".into()),
+                ("MEZHVED_BIN".into(), "/x/mezhved".into()),
+                ("MEZHVED_CONFIG".into(), "elsewhere.toml".into()),
             ],
         )
         .expect("loads");
@@ -462,6 +487,13 @@ mod tests {
         std::fs::write(&file, "[server]\nlisten_on = 1\n").expect("write");
         let e = Config::load(Some(&file), []).expect_err("unknown key");
         assert!(e.to_string().contains("listen_on"), "{e}");
+        // A name with `__` is configuration: a misspelt section is refused, not ignored.
+        let e = Config::load(
+            None,
+            [("MEZHVED_SERVRE__LISTEN".into(), "127.0.0.1:1".into())],
+        )
+        .expect_err("misspelt section");
+        assert!(e.to_string().contains("servre"), "{e}");
         let c = Config {
             server: ServerConfig {
                 listen: "nowhere".into(),

@@ -159,11 +159,16 @@ pub fn serve(args: ConfigArgs) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(&config.server.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
+        let gateway = mezhved_http::Gateway::open(config, Arc::new(SystemClock))
+            .await
+            .map_err(|e| e.to_string())?;
         if let Ok(addr) = listener.local_addr() {
-            // Scripts (and tests) read this line to find the port.
+            // Scripts (and tests) read this line to find the port, so it comes only once
+            // the store is open and the registry loaded: a call made after it is served.
             println!("mezhved listening on http://{addr}/smev/v1.1 (WSDL: ?wsdl)");
         }
-        mezhved_http::run(config, listener, shutdown_signal(), Arc::new(SystemClock))
+        gateway
+            .serve(listener, shutdown_signal())
             .await
             .map_err(|e| e.to_string())
     })

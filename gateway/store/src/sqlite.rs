@@ -26,10 +26,13 @@ use tokio::sync::oneshot;
 /// Commands committed together at most.
 pub const MAX_BATCH: usize = 256;
 
-const MIGRATIONS: &[(u32, &str)] = &[(
-    1,
-    include_str!("../migrations/0001_registry_queues_cards.sql"),
-)];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (
+        1,
+        include_str!("../migrations/0001_registry_queues_cards.sql"),
+    ),
+    (2, include_str!("../migrations/0002_queue_counters.sql")),
+];
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -454,7 +457,9 @@ fn change_error(e: rusqlite::Error, what: &str) -> StoreError {
     }
 }
 
-fn apply_change(tx: &Transaction<'_>, change: &RegistryChange) -> Result<()> {
+/// Applies one change; true when it changed something (a put of what is already there
+/// changes nothing, so re-reading an unchanged registry file leaves the version alone).
+fn apply_change(tx: &Transaction<'_>, change: &RegistryChange) -> Result<bool> {
     fn non_empty(what: &str, v: &str) -> Result<()> {
         if v.trim().is_empty() {
             return Err(StoreError::InvalidChange(format!(
@@ -469,7 +474,8 @@ fn apply_change(tx: &Transaction<'_>, change: &RegistryChange) -> Result<()> {
             non_empty("participant name", &p.name)?;
             tx.execute(
                 "INSERT INTO participants (mnemonic, name) VALUES (?1, ?2)
-                 ON CONFLICT (mnemonic) DO UPDATE SET name = excluded.name",
+                 ON CONFLICT (mnemonic) DO UPDATE SET name = excluded.name
+                 WHERE name IS NOT excluded.name",
                 params![p.mnemonic, p.name],
             )
             .map_err(|e| change_error(e, &format!("participant {}", p.mnemonic)))?
@@ -485,7 +491,9 @@ fn apply_change(tx: &Transaction<'_>, change: &RegistryChange) -> Result<()> {
             tx.execute(
                 "INSERT INTO systems (mnemonic, participant, name, certificates) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (mnemonic) DO UPDATE SET participant = excluded.participant,
-                     name = excluded.name, certificates = excluded.certificates",
+                     name = excluded.name, certificates = excluded.certificates
+                 WHERE (participant, name, certificates)
+                     IS NOT (excluded.participant, excluded.name, excluded.certificates)",
                 params![s.mnemonic, s.participant, s.name, certs],
             )
             .map_err(|e| change_error(e, &format!("system {}", s.mnemonic)))?
@@ -502,7 +510,10 @@ fn apply_change(tx: &Transaction<'_>, change: &RegistryChange) -> Result<()> {
                      consent_required, description) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (namespace, root_element) DO UPDATE SET name = excluded.name,
                      provider_system = excluded.provider_system, restricted = excluded.restricted,
-                     consent_required = excluded.consent_required, description = excluded.description",
+                     consent_required = excluded.consent_required, description = excluded.description
+                 WHERE (name, provider_system, restricted, consent_required, description)
+                     IS NOT (excluded.name, excluded.provider_system, excluded.restricted,
+                             excluded.consent_required, excluded.description)",
                 params![
                     k.namespace,
                     k.root_element,
@@ -534,8 +545,7 @@ fn apply_change(tx: &Transaction<'_>, change: &RegistryChange) -> Result<()> {
                     e,
                     &format!("grant of {{{}}}{} to {}", g.namespace, g.root_element, g.consumer_system),
                 )
-            })
-            .map(|_| 1)?,
+            })?,
         RegistryChange::Revoke(g) => tx.execute(
             "DELETE FROM grants WHERE consumer_system = ?1 AND namespace = ?2 AND root_element = ?3",
             params![g.consumer_system, g.namespace, g.root_element],
@@ -553,7 +563,7 @@ fn apply_change(tx: &Transaction<'_>, change: &RegistryChange) -> Result<()> {
             "{change:?} names nothing registered"
         )));
     }
-    Ok(())
+    Ok(affected > 0)
 }
 
 fn find_sent(conn: &Connection, sender: &str, message_id: &str) -> Result<Option<SentRecord>> {
@@ -923,10 +933,13 @@ impl Store for SqliteStore {
 
     fn change_registry(&self, changes: Vec<RegistryChange>) -> BoxFuture<'_, Result<u64>> {
         Box::pin(self.write(move |tx| {
+            let mut changed = false;
             for change in &changes {
-                apply_change(tx, change)?;
+                changed |= apply_change(tx, change)?;
             }
-            tx.execute("UPDATE registry_version SET version = version + 1", [])?;
+            if changed {
+                tx.execute("UPDATE registry_version SET version = version + 1", [])?;
+            }
             let v: i64 = tx.query_row("SELECT version FROM registry_version", [], |r| r.get(0))?;
             Ok((v as u64, false))
         }))
@@ -971,12 +984,14 @@ impl Store for SqliteStore {
         let r = recipient_system.to_string();
         Box::pin(self.read(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT queue, kind_namespace, kind_root, count(*) FROM messages INDEXED BY messages_pending
-                 WHERE recipient_system = ?1 AND acked_at IS NULL
-                 GROUP BY queue, kind_namespace, kind_root ORDER BY queue, kind_namespace, kind_root",
+                "SELECT queue, kind_namespace, kind_root, pending FROM queue_counters
+                 WHERE recipient_system = ?1 AND pending > 0
+                 ORDER BY queue, kind_namespace, kind_root",
             )?;
             let rows: Vec<(i64, String, String, i64)> = st
-                .query_map([&r], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?
+                .query_map([&r], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })?
                 .collect::<std::result::Result<_, _>>()?;
             rows.into_iter()
                 .map(|(q, ns, root, n)| {
@@ -1011,5 +1026,42 @@ impl Store for SqliteStore {
                 .collect::<std::result::Result<Vec<String>, _>>()?;
             Ok(rows)
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database made before the queue counters existed gets counters that match its
+    /// backlog when it is opened by this version.
+    #[tokio::test]
+    async fn migration_2_counts_the_existing_backlog() {
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(MIGRATIONS[0].1).expect("migration 1");
+            conn.pragma_update(None, "user_version", 1)
+                .expect("version");
+            for (i, (queue, acked)) in [(0, None), (0, None), (0, Some(5)), (1, None)]
+                .into_iter()
+                .enumerate()
+            {
+                conn.execute(
+                    "INSERT INTO messages (global_id, queue, sender_system, sender_message_id,
+                         recipient_system, kind_namespace, kind_root, content_namespace,
+                         content_root, checksum, received_at, visible_at, acked_at, answer)
+                     VALUES (?1, ?2, 'A', ?3, 'B', 'urn:k', 'K', 'urn:k', 'K', x'00', 1, 1, ?4, x'00')",
+                    params![vec![i as u8; 16], queue, format!("m{i}"), acked],
+                )
+                .expect("insert");
+            }
+        }
+        let store = SqliteStore::open(&path, SqliteOptions::default()).expect("migrates");
+        let counts = store.queue_counts("B").await.expect("counts");
+        let pending: Vec<(Queue, u64)> = counts.iter().map(|c| (c.queue, c.pending)).collect();
+        assert_eq!(pending, vec![(Queue::Requests, 2), (Queue::Responses, 1)]);
+        store.close();
     }
 }

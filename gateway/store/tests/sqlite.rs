@@ -286,7 +286,12 @@ async fn registry_round_trip_and_version_per_change() {
         base_registry_data(1)
     );
 
-    // Puts are upserts; every call bumps the version once, whatever it holds.
+    // Re-applying the same registry (a restart re-reads an unchanged file) changes nothing
+    // and leaves the version alone.
+    let again = store.change_registry(base_registry()).await.expect("again");
+    assert_eq!(again, 1, "an unchanged registry is the same version");
+
+    // Puts are upserts; a call that changes something bumps the version once.
     let mut renamed = participant("P1");
     renamed.name = "Renamed agency".into();
     let mut k = kind(KIND_ROOT, "SYS_B");

@@ -184,21 +184,43 @@ impl RequestCard {
     /// `0x1E` or `0x1F`, the encoding of a card read from XML is unambiguous; the order of
     /// the details in the document does not matter.
     pub fn search_details_canonical(&self) -> Vec<u8> {
-        let mut details: Vec<&SearchDetail> = self.search_details.iter().collect();
-        details.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.value.cmp(&b.value)));
-        let len = details
-            .iter()
-            .map(|d| d.name.len() + d.value.len() + 2)
-            .sum();
-        let mut out = Vec::with_capacity(len);
-        for d in details {
-            out.extend_from_slice(d.name.as_bytes());
-            out.push(0x1F);
-            out.extend_from_slice(d.value.as_bytes());
-            out.push(0x1E);
-        }
-        out
+        canonical_search_details(&self.search_details)
     }
+}
+
+/// [`RequestCard::search_details_canonical`] of any list of details (an auditor's search
+/// is hashed the same way as the cards it looks for). Names and values are trimmed here,
+/// as the card reader trims them.
+pub fn canonical_search_details(details: &[SearchDetail]) -> Vec<u8> {
+    let mut details: Vec<(&str, &str)> = details
+        .iter()
+        .map(|d| (d.name.trim(), d.value.trim()))
+        .collect();
+    details.sort();
+    let len = details.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
+    let mut out = Vec::with_capacity(len);
+    for (name, value) in details {
+        out.extend_from_slice(name.as_bytes());
+        out.push(0x1F);
+        out.extend_from_slice(value.as_bytes());
+        out.push(0x1E);
+    }
+    out
+}
+
+/// The keyed hash under which a card's search details are kept (the journal never stores
+/// the details): HMAC-SHA-256 with the operator's subject key over
+/// [`canonical_search_details`].
+pub fn subject_hash(
+    key: &[u8],
+    details: &[SearchDetail],
+) -> Result<[u8; 32], openssl::error::ErrorStack> {
+    let key = openssl::pkey::PKey::hmac(key)?;
+    let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key)?;
+    let digest = signer.sign_oneshot_to_vec(&canonical_search_details(details))?;
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&digest[..32]);
+    Ok(out)
 }
 
 /// What the card is checked against.
@@ -2301,6 +2323,32 @@ mod tests {
         ca.search_details = vec![a];
         cb.search_details = vec![b];
         assert_ne!(ca.search_details_canonical(), cb.search_details_canonical());
+    }
+
+    #[test]
+    fn subject_hash_is_hmac_sha256_of_the_canonical_details() {
+        let card = read(&card_doc(&body(&[]))).expect("valid");
+        let key = b"operator subject key, 32 bytes..";
+        let h = subject_hash(key, &card.search_details).expect("hmac");
+        // Independent HMAC from OpenSSL's one-shot API over the documented encoding.
+        let want = openssl::pkey::PKey::hmac(key)
+            .and_then(|k| {
+                openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &k)?
+                    .sign_oneshot_to_vec(
+                        b"cadastral\x1f69:40:0100001:1\x1esnils\x1fSECRET-112-233-445 95\x1e",
+                    )
+            })
+            .expect("hmac");
+        assert_eq!(h.to_vec(), want);
+        // Order and surrounding whitespace do not matter; the key does.
+        let mut other = card.search_details.clone();
+        other.reverse();
+        other[0].value = format!("  {}  ", other[0].value);
+        assert_eq!(subject_hash(key, &other).expect("hmac"), h);
+        assert_ne!(
+            subject_hash(b"another key", &card.search_details).expect("hmac"),
+            h
+        );
     }
 
     #[test]

@@ -28,8 +28,8 @@ use mezhved_dsig::trust::TrustStore;
 use mezhved_dsig::xmldsig::{self, Signer, DSIG_NS};
 use mezhved_mime::ReceivedPart;
 use mezhved_store::{
-    AcceptOutcome, AckCommand, AckOutcome, Card, Delivery, LeaseRequest, NewMessage, Queue,
-    ReceiverRegistration, Store,
+    AcceptOutcome, AckCommand, AckOutcome, Card, Delivery, LeaseRequest, NewEvent, NewMessage,
+    Queue, ReceiverRegistration, Store,
 };
 use mezhved_xml::{parse, Document, Limits, NodeId};
 use std::path::PathBuf;
@@ -58,6 +58,9 @@ pub struct Settings {
     /// Send processing statuses (`underProcessing`, `responseIsDelivered`) to the
     /// sender's status queue (GetStatus).
     pub delivery_statuses: bool,
+    /// The operator's key for the keyed hash of a request card's search details
+    /// ([`card::subject_hash`]): the card keeps only that hash.
+    pub subject_key: Vec<u8>,
 }
 
 /// A call as received: the SOAP envelope and the MTOM parts already streamed to files.
@@ -195,50 +198,117 @@ impl Exchange {
         let caller = self.authenticate(&doc, op, &registry, now)?;
         let span = tracing::info_span!("call", operation = ?op, system = %caller.system);
         let _entered = span.enter();
-        let (envelope, parts) = match op {
+        let result = self
+            .dispatch(op, &doc, &call, &caller, &registry, now, &mut guard)
+            .await;
+        match result {
+            Ok((envelope, parts)) => Ok(Answer {
+                operation: op,
+                envelope,
+                parts,
+                caller_system: caller.system,
+            }),
+            Err(e) => {
+                if matches!(op, Operation::SendRequest | Operation::SendResponse) {
+                    self.journal_rejection(op, &doc, &caller, &e, now).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Journals a message the gateway refused from an authenticated system (the
+    /// "well-formed on the first try" figure of the evaluation counts these). Calls whose
+    /// sender is not proven are not journaled: anyone could send them in anyone's name.
+    /// The event holds the fault's code, never its text (which may quote the content).
+    async fn journal_rejection(
+        &self,
+        op: Operation,
+        doc: &Document,
+        caller: &Caller,
+        error: &ExchangeError,
+        now: SystemTime,
+    ) {
+        let fault = error.fault();
+        let mut body = serde_json::Map::new();
+        body.insert("operation".into(), format!("{op:?}").into());
+        body.insert("code".into(), fault.name.into());
+        body.insert(
+            "fault".into(),
+            match fault.code {
+                crate::error::FaultCode::Client => "client",
+                crate::error::FaultCode::Server => "server",
+            }
+            .into(),
+        );
+        if let Some(id) = first_child(doc, caller.block, TYPES_NS, "MessageID") {
+            let text = text_of(doc, id);
+            // Only a well-formed ID: anything else is content the event must not carry.
+            if Uuid::parse_str(&text).is_ok() {
+                body.insert("sender_message_id".into(), text.into());
+            }
+        }
+        let event = NewEvent {
+            at_ms: to_ms(now),
+            event_type: "message.rejected".into(),
+            global_id: None,
+            actor: caller.system.clone(),
+            body,
+        };
+        if let Err(e) = self.store.journal_append(vec![event]).await {
+            tracing::error!(error = %e, "could not journal a rejected message");
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn dispatch(
+        &self,
+        op: Operation,
+        doc: &Document,
+        call: &Call,
+        caller: &Caller,
+        registry: &Registry,
+        now: SystemTime,
+        guard: &mut FileGuard,
+    ) -> Result<(Vec<u8>, Vec<OutgoingFile>), ExchangeError> {
+        Ok(match op {
             Operation::SendRequest => {
                 self.send_request(
-                    &doc,
+                    doc,
                     &call.envelope,
                     &call.parts,
-                    &caller,
-                    &registry,
+                    caller,
+                    registry,
                     now,
-                    &mut guard,
+                    guard,
                 )
                 .await?
             }
             Operation::SendResponse => {
                 self.send_response(
-                    &doc,
+                    doc,
                     &call.envelope,
                     &call.parts,
-                    &caller,
-                    &registry,
+                    caller,
+                    registry,
                     now,
-                    &mut guard,
+                    guard,
                 )
                 .await?
             }
             Operation::GetRequest => {
-                self.get(&doc, &caller, &registry, now, Queue::Requests)
+                self.get(doc, caller, registry, now, Queue::Requests)
                     .await?
             }
             Operation::GetResponse => {
-                self.get(&doc, &caller, &registry, now, Queue::Responses)
+                self.get(doc, caller, registry, now, Queue::Responses)
                     .await?
             }
-            Operation::GetStatus => self.get_status(&caller, &registry, now).await?,
-            Operation::Ack => (self.ack(&doc, &caller, &registry, now).await?, Vec::new()),
+            Operation::GetStatus => self.get_status(caller, registry, now).await?,
+            Operation::Ack => (self.ack(doc, caller, registry, now).await?, Vec::new()),
             Operation::GetIncomingQueueStatistics => {
-                (self.queue_statistics(&caller).await?, Vec::new())
+                (self.queue_statistics(caller).await?, Vec::new())
             }
-        };
-        Ok(Answer {
-            operation: op,
-            envelope,
-            parts,
-            caller_system: caller.system,
         })
     }
 
@@ -542,6 +612,10 @@ impl Exchange {
             "official": { "full_name": request_card.official.full_name, "position": request_card.official.position,
                           "phone": request_card.official.phone, "email": request_card.official.email },
             "reply_contact": request_card.reply_contact,
+            "subject_hash": hex::encode(
+                card::subject_hash(&self.settings.subject_key, &request_card.search_details)
+                    .map_err(|e| ExchangeError::Internal(format!("subject hash: {e}")))?,
+            ),
             "sent_on": request_card.sent_on.to_string(),
             "subject_consent": request_card.subject_consent.as_ref().map(|c| c.obtained),
             "sender_registration": { "number": sender_registration.0, "date": sender_registration.1 },

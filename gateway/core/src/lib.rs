@@ -15,6 +15,7 @@ pub mod envelope;
 pub mod error;
 pub mod exchange;
 pub mod ids;
+pub mod journal;
 pub mod payload;
 pub mod registry;
 pub mod xmlw;

@@ -178,9 +178,12 @@ impl RegistryHandle {
     /// The check builds the registry the changes would produce from the store's current
     /// one; referential integrity (a system's participant, a kind's provider) is the
     /// store's to check, inside the transaction that applies the changes.
+    /// `actor` (`operator`, `cli`, `registry-file`, …) is journaled with the change.
     pub async fn change(
         &self,
         store: &dyn Store,
+        actor: &str,
+        at_ms: i64,
         changes: Vec<RegistryChange>,
     ) -> Result<u64, RegistryError> {
         for c in &changes {
@@ -196,7 +199,9 @@ impl RegistryHandle {
         let mut prospective = store.registry().await?;
         apply_in_memory(&mut prospective, &changes);
         Registry::build(prospective)?;
-        let version = store.change_registry(changes).await?;
+        let version = store
+            .change_registry(actor.to_string(), at_ms, changes)
+            .await?;
         self.refresh(store).await?;
         Ok(version)
     }

@@ -44,6 +44,10 @@ pub struct Config {
     pub exchange: ExchangeConfig,
     pub limits: LimitsConfig,
     pub operator: OperatorConfig,
+    pub journal: JournalConfig,
+    /// Auditors: read-only access to `/api/v1/journal`, each with its own name (journaled
+    /// with every query) and token.
+    pub auditors: Vec<AuditorConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -138,6 +142,39 @@ pub struct OperatorConfig {
     pub token_sha256: String,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// The checkpoints' origin line and signing key name (C2SP tlog-checkpoint); empty:
+    /// `mezhved.local/segment-<segment>`.
+    pub origin: String,
+    /// When checkpoints are signed (cron with seconds: `sec min hour day month weekday`),
+    /// if the journal grew since the last one.
+    pub checkpoint_schedule: String,
+    /// The operator's key for the keyed hash of search details: a file holding at least 32
+    /// bytes. Empty: `<data_dir>/subject.key`, made from OpenSSL's random generator at the
+    /// first start. Losing it makes old hashes unsearchable; changing it too.
+    pub subject_key: PathBuf,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            origin: String::new(),
+            checkpoint_schedule: "0 */5 * * * *".into(),
+            subject_key: PathBuf::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditorConfig {
+    pub name: String,
+    /// SHA-256 (hex) of the auditor's bearer token.
+    pub token_sha256: String,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -152,6 +189,8 @@ impl Default for Config {
             exchange: ExchangeConfig::default(),
             limits: LimitsConfig::default(),
             operator: OperatorConfig::default(),
+            journal: JournalConfig::default(),
+            auditors: Vec::new(),
         }
     }
 }
@@ -331,6 +370,24 @@ impl Config {
         }
     }
 
+    /// The journal's origin (checkpoint key name).
+    pub fn journal_origin(&self) -> String {
+        if self.journal.origin.is_empty() {
+            format!("mezhved.local/segment-{}", self.segment)
+        } else {
+            self.journal.origin.clone()
+        }
+    }
+
+    /// Where the subject key lives.
+    pub fn subject_key_path(&self) -> PathBuf {
+        if self.journal.subject_key.as_os_str().is_empty() {
+            self.data_dir.join("subject.key")
+        } else {
+            self.journal.subject_key.clone()
+        }
+    }
+
     fn resolve_paths(&mut self, base: &Path) {
         let fix = |p: &mut PathBuf| {
             if !p.as_os_str().is_empty() && p.is_relative() {
@@ -338,6 +395,7 @@ impl Config {
             }
         };
         fix(&mut self.data_dir);
+        fix(&mut self.journal.subject_key);
         fix(&mut self.gateway_key.key);
         fix(&mut self.gateway_key.certificate);
         fix(&mut self.trust.dir);
@@ -349,6 +407,41 @@ impl Config {
         let mut problems = Vec::new();
         if self.data_dir.as_os_str().is_empty() {
             problems.push("data_dir must not be empty".to_string());
+        }
+        if !self.journal.origin.is_empty()
+            && (self.journal.origin.contains(char::is_whitespace)
+                || self.journal.origin.contains('+'))
+        {
+            problems.push(
+                "journal.origin must contain no spaces and no '+' (it is the checkpoint key name)"
+                    .into(),
+            );
+        }
+        if let Err(e) = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Required)
+            .build()
+            .parse(&self.journal.checkpoint_schedule)
+        {
+            problems.push(format!(
+                "journal.checkpoint_schedule \"{}\": {e}",
+                self.journal.checkpoint_schedule
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, a) in self.auditors.iter().enumerate() {
+            if a.name.trim().is_empty() {
+                problems.push(format!("auditors[{i}].name must not be empty"));
+            } else if !names.insert(a.name.as_str()) || a.name == "operator" {
+                problems.push(format!("auditors[{i}].name \"{}\" is used twice", a.name));
+            }
+            if hex::decode(&a.token_sha256).map(|h| h.len()) != Ok(32) {
+                problems.push(format!("auditors[{i}].token_sha256 must be 64 hex digits"));
+            }
+            if a.token_sha256
+                .eq_ignore_ascii_case(&self.operator.token_sha256)
+            {
+                problems.push(format!("auditors[{i}] must not share the operator's token"));
+            }
         }
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             problems.push(format!(
@@ -503,6 +596,44 @@ mod tests {
         };
         let e = c.validate().expect_err("invalid").to_string();
         assert!(e.contains("server.listen"), "{e}");
+        let c = Config {
+            journal: JournalConfig {
+                origin: "has space".into(),
+                checkpoint_schedule: "every five minutes".into(),
+                ..JournalConfig::default()
+            },
+            operator: OperatorConfig {
+                token_sha256: "ab".repeat(32),
+            },
+            auditors: vec![
+                AuditorConfig {
+                    name: "a".into(),
+                    token_sha256: "ab".repeat(32),
+                },
+                AuditorConfig {
+                    name: "a".into(),
+                    token_sha256: "xyz".into(),
+                },
+            ],
+            ..Config::default()
+        };
+        let e = c.validate().expect_err("invalid").to_string();
+        for want in [
+            "journal.origin",
+            "journal.checkpoint_schedule",
+            "auditors[0] must not share the operator's token",
+            "auditors[1].name \"a\" is used twice",
+            "auditors[1].token_sha256",
+        ] {
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        // The default schedule parses.
+        assert!(!Config::default()
+            .validate()
+            .map_err(|e| e.to_string())
+            .err()
+            .unwrap_or_default()
+            .contains("checkpoint_schedule"));
         assert!(e.contains("gateway_key.key"), "{e}");
         assert!(e.contains("trust.dir"), "{e}");
     }

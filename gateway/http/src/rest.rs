@@ -44,6 +44,32 @@ where
     }
 }
 
+/// A query string whose rejection (unknown parameter, bad value) is a problem document.
+#[derive(Debug)]
+pub struct Params<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Params<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Problem> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Params(v)),
+            Err(e) => Err(Problem {
+                status: StatusCode::BAD_REQUEST,
+                title: "Invalid request",
+                detail: e.body_text(),
+            }),
+        }
+    }
+}
+
 /// An RFC 9457 problem.
 #[derive(Debug)]
 pub struct Problem {
@@ -108,7 +134,28 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// Constant-time comparison of the bearer token's SHA-256 with the configured one.
+/// The bearer token of a request, if it carries one.
+pub(crate) fn bearer_token(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim_start().split_once(' '))
+        // The scheme's name is case-insensitive (RFC 9110 §11.1).
+        .and_then(|(scheme, token)| scheme.eq_ignore_ascii_case("Bearer").then_some(token))
+        .map(str::trim)
+}
+
+/// Constant-time comparison of a token's SHA-256 with a configured hex hash (an empty
+/// hash matches nothing).
+pub(crate) fn token_matches(token: &str, expected_sha256_hex: &str) -> bool {
+    let Ok(want) = hex::decode(expected_sha256_hex) else {
+        return false;
+    };
+    let got = openssl::sha::sha256(token.as_bytes());
+    want.len() == got.len() && openssl::memcmp::eq(&got, &want)
+}
+
 fn operator_allowed(state: &AppState, request: &Request) -> Result<(), Problem> {
     let expected = &state.config.operator.token_sha256;
     let unauthorized = |detail: &str| Problem {
@@ -123,18 +170,22 @@ fn operator_allowed(state: &AppState, request: &Request) -> Result<(), Problem> 
             detail: "the administrative API is disabled: set operator.token_sha256".into(),
         });
     }
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim_start().split_once(' '))
-        // The scheme's name is case-insensitive (RFC 9110 §11.1).
-        .and_then(|(scheme, token)| scheme.eq_ignore_ascii_case("Bearer").then_some(token))
+    let token = bearer_token(request)
         .ok_or_else(|| unauthorized("an operator bearer token is required"))?;
-    let got = openssl::sha::sha256(token.trim().as_bytes());
-    let want = hex::decode(expected).map_err(|_| unauthorized("misconfigured token hash"))?;
-    if want.len() == got.len() && openssl::memcmp::eq(&got, &want) {
+    if token_matches(token, expected) {
         Ok(())
+    } else if state
+        .config
+        .auditors
+        .iter()
+        .any(|a| token_matches(token, &a.token_sha256))
+    {
+        Err(Problem {
+            status: StatusCode::FORBIDDEN,
+            title: "Forbidden",
+            detail: "an auditor's credential is read-only and does not open operator endpoints"
+                .into(),
+        })
     } else {
         Err(unauthorized("the operator token is not valid"))
     }
@@ -156,7 +207,15 @@ async fn apply(
     changes: Vec<RegistryChange>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let summary: Vec<String> = changes.iter().map(describe).collect();
-    let version = state.registry.change(&*state.store, changes).await?;
+    let version = state
+        .registry
+        .change(
+            &*state.store,
+            "operator",
+            mezhved_core::clock::to_ms(state.clock.now()),
+            changes,
+        )
+        .await?;
     tracing::info!(version, changes = ?summary, "registry changed by the operator");
     Ok(Json(json!({ "version": version })))
 }
@@ -253,7 +312,7 @@ async fn put_kind(
 
 async fn delete_kind(
     State(state): State<Arc<AppState>>,
-    Query(k): Query<KindKey>,
+    Params(k): Params<KindKey>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     apply(
         &state,
@@ -274,7 +333,7 @@ async fn post_grant(
 
 async fn delete_grant(
     State(state): State<Arc<AppState>>,
-    Query(g): Query<Grant>,
+    Params(g): Params<Grant>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     apply(&state, vec![RegistryChange::Revoke(g)]).await
 }

@@ -8,11 +8,12 @@
 //! one is retried by its sender and recognised by its MessageID.
 
 use crate::config::{Config, Revocation};
-use crate::{rest, schemas, soap};
+use crate::{journal_api, rest, schemas, soap};
 use axum::routing::{get, post};
 use axum::Router;
 use mezhved_core::clock::Clock;
 use mezhved_core::exchange::{Exchange, Settings};
+use mezhved_core::journal::Journal;
 use mezhved_core::registry::{RegistryError, RegistryFile, RegistryHandle};
 use mezhved_dsig::crypto::SigningKey;
 use mezhved_dsig::trust::{RevocationPolicy, TrustStore};
@@ -38,6 +39,10 @@ pub enum ServerError {
     Exchange(#[from] mezhved_core::error::ExchangeError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("subject key {path}: {message}")]
+    SubjectKey { path: String, message: String },
+    #[error("scheduler: {0}")]
+    Scheduler(String),
 }
 
 /// What the handlers share.
@@ -47,6 +52,39 @@ pub struct AppState {
     pub exchange: Arc<Exchange>,
     pub store: Arc<dyn Store>,
     pub registry: Arc<RegistryHandle>,
+    pub journal: Arc<Journal>,
+    /// The operator's key for the keyed hash of search details.
+    pub subject_key: Vec<u8>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Reads the subject key, making it (32 random bytes, mode 0600) if it does not exist.
+fn load_subject_key(path: &std::path::Path) -> Result<Vec<u8>, ServerError> {
+    let err = |message: String| ServerError::SubjectKey {
+        path: path.display().to_string(),
+        message,
+    };
+    match std::fs::read(path) {
+        Ok(k) if k.len() >= 32 => return Ok(k),
+        Ok(k) => return Err(err(format!("{} bytes; at least 32 are needed", k.len()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e.to_string())),
+    }
+    let mut key = vec![0u8; 32];
+    openssl::rand::rand_bytes(&mut key).map_err(|e| err(e.to_string()))?;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| err(e.to_string()))?;
+    f.write_all(&key)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| err(e.to_string()))?;
+    tracing::info!(path = %path.display(), "made a new subject key for the journal's keyed hashes");
+    Ok(key)
 }
 
 /// Everything [`run`] builds before it serves; `mezhved bench` builds one too.
@@ -60,6 +98,16 @@ impl Gateway {
     /// Opens the store, applies the registry file, loads keys and trust, and sweeps
     /// attachment files no message references.
     pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Gateway, ServerError> {
+        Self::open_with(config, clock, SqliteOptions::default()).await
+    }
+
+    /// [`Gateway::open`] with the store's options chosen by the caller: the benchmark
+    /// turns the journal off this way to measure what it costs. `serve` never does.
+    pub async fn open_with(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        store_options: SqliteOptions,
+    ) -> Result<Gateway, ServerError> {
         config.validate()?;
         // GOST certificates and keys parse only once the engine is loaded; an
         // installation without the engine still serves RSA and ECDSA.
@@ -67,10 +115,7 @@ impl Gateway {
             tracing::warn!(error = %e, "GOST engine not loaded: GOST signatures will be refused");
         }
         std::fs::create_dir_all(&config.data_dir)?;
-        let sqlite = Arc::new(SqliteStore::open(
-            &config.database_path(),
-            SqliteOptions::default(),
-        )?);
+        let sqlite = Arc::new(SqliteStore::open(&config.database_path(), store_options)?);
         let store: Arc<dyn Store> = sqlite.clone();
         if !config.registry.file.as_os_str().is_empty() {
             let file = RegistryFile::load(&config.registry.file)?;
@@ -82,7 +127,13 @@ impl Gateway {
                 .unwrap_or_default();
             let changes = file.to_changes(&base)?;
             if !changes.is_empty() {
-                store.change_registry(changes).await?;
+                store
+                    .change_registry(
+                        "registry-file".into(),
+                        mezhved_core::clock::to_ms(clock.now()),
+                        changes,
+                    )
+                    .await?;
             }
         }
         let registry = Arc::new(RegistryHandle::load(&*store).await?);
@@ -92,8 +143,11 @@ impl Gateway {
                 Revocation::UseCrlIfPresent => RevocationPolicy::UseCrlIfPresent,
             },
         );
-        let key =
-            SigningKey::from_pem_files(&config.gateway_key.key, &config.gateway_key.certificate)?;
+        let key = Arc::new(SigningKey::from_pem_files(
+            &config.gateway_key.key,
+            &config.gateway_key.certificate,
+        )?);
+        let subject_key = load_subject_key(&config.subject_key_path())?;
         let live = store.live_attachment_paths().await?;
         let swept = mezhved_core::attachments::sweep(&config.data_dir, &live)?;
         if swept > 0 {
@@ -113,15 +167,22 @@ impl Gateway {
             data_dir: config.data_dir.clone(),
             broker_name: config.exchange.broker_name.clone(),
             delivery_statuses: config.exchange.delivery_statuses,
+            subject_key: subject_key.clone(),
         };
+        let journal = Arc::new(Journal::new(
+            store.clone(),
+            key.clone(),
+            config.journal_origin(),
+            clock.clone(),
+        ));
         let exchange = Exchange::new(
             store.clone(),
             registry.clone(),
             Arc::new(trust),
-            Arc::new(key),
+            key,
             config.segment,
             config.node,
-            clock,
+            clock.clone(),
             settings,
         )
         .await?;
@@ -131,6 +192,9 @@ impl Gateway {
                 exchange: Arc::new(exchange),
                 store,
                 registry,
+                journal,
+                subject_key,
+                clock,
             }),
             sqlite,
         })
@@ -151,6 +215,30 @@ impl Gateway {
 
     pub fn router(&self) -> Router {
         router(self.state.clone())
+    }
+
+    /// The periodic jobs (tokio-cron-scheduler): signing a journal checkpoint on the
+    /// configured schedule when the journal grew.
+    async fn start_scheduler(&self) -> Result<tokio_cron_scheduler::JobScheduler, ServerError> {
+        use tokio_cron_scheduler::{Job, JobScheduler};
+        let e = |e: tokio_cron_scheduler::JobSchedulerError| ServerError::Scheduler(e.to_string());
+        let scheduler = JobScheduler::new().await.map_err(e)?;
+        let journal = self.state.journal.clone();
+        let job = Job::new_async(
+            self.state.config.journal.checkpoint_schedule.as_str(),
+            move |_id, _scheduler| {
+                let journal = journal.clone();
+                Box::pin(async move {
+                    if let Err(e) = journal.checkpoint().await {
+                        tracing::error!(error = %e, "scheduled journal checkpoint failed");
+                    }
+                })
+            },
+        )
+        .map_err(e)?;
+        scheduler.add(job).await.map_err(e)?;
+        scheduler.start().await.map_err(e)?;
+        Ok(scheduler)
     }
 
     /// Serves until `shutdown` resolves, then drains and closes the store.
@@ -178,6 +266,7 @@ impl Gateway {
                 }
             }
         });
+        let scheduler = self.start_scheduler().await?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "serving");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -197,6 +286,14 @@ impl Gateway {
             }
         }
         reloader.abort();
+        let mut scheduler = scheduler;
+        if let Err(e) = scheduler.shutdown().await {
+            tracing::warn!(error = %e, "scheduler did not stop cleanly");
+        }
+        // A last checkpoint, so that what was journaled before the stop is signed.
+        if let Err(e) = self.state.journal.checkpoint().await {
+            tracing::warn!(error = %e, "final journal checkpoint failed");
+        }
         self.sqlite.close();
         tracing::info!("stopped");
         Ok(())
@@ -209,6 +306,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/schemas/{*path}", get(schemas::schema))
         .route("/health", get(rest::health))
         .nest("/api/v1/registry", rest::registry_router(state.clone()))
+        .nest(
+            "/api/v1/journal",
+            journal_api::journal_router(state.clone()),
+        )
         .with_state(state)
 }
 

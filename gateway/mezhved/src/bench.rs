@@ -22,6 +22,15 @@
 //! The memory parts (1 GiB MTOM attachment, 10⁶ queued messages) run in a fresh child
 //! process each, so their RSS figures are not inflated by the load runs before them.
 //!
+//! The `journal` part measures the central journal's four targets in one run: the signed
+//! load on fresh gateways with the journal off ([`Gateway::open_with`]) and on, pair by
+//! pair (off, on, off, on, …); a database prefilled directly with SQLite with synthetic
+//! `message.accepted` leaves and their Merkle nodes (10⁷ by default), on which it times
+//! `journal verify` (read-only connection), random inclusion and consistency proofs
+//! (the [`Store`] trait, and a few over REST) and the signed load, compared with the same
+//! load over a journal of 10⁴ events. The gateway opens the prefilled database as it is
+//! and appends from there.
+//!
 //! The bench is an edge of the program like the command line: it reads the real clock
 //! (`wall`, `mono`) to pace and time calls.
 
@@ -34,9 +43,10 @@ use mezhved_client::{
 };
 use mezhved_core::clock::{to_ms, SystemClock};
 use mezhved_dsig::crypto::SigningKey;
-use mezhved_http::config::Config;
+use mezhved_http::config::{AuditorConfig, Config};
 use mezhved_http::Gateway;
-use mezhved_store::{AckCommand, LeaseRequest, NewMessage, Queue, Store};
+use mezhved_store::sqlite::{SqliteOptions, SqliteStore};
+use mezhved_store::{AckCommand, LeaseRequest, NewEvent, NewMessage, Queue, Store};
 use serde_json::{json, Value};
 use sha2::Digest as _;
 use std::collections::BTreeMap;
@@ -87,6 +97,9 @@ pub enum Part {
     Mtom,
     /// A backlog of queued messages: memory, and one GetRequest + Ack against it.
     Queued,
+    /// The central journal: what appending costs the exchange, `journal verify`, proofs
+    /// and the exchange over a journal of 10⁷ events.
+    Journal,
 }
 
 /// How `queued` fills the backlog.
@@ -157,6 +170,25 @@ pub struct BenchArgs {
     /// Where temporary data directories go. Default: the system's temporary directory.
     #[arg(long)]
     pub tmp: Option<PathBuf>,
+    /// Events prefilled into the large journal (verify, proofs, the exchange over it).
+    /// Default 10000000 (quick: 10000).
+    #[arg(long)]
+    pub journal_events: Option<u64>,
+    /// Events prefilled into the small journal the large one's exchange rate is compared
+    /// with. Default 10000 (quick: 100).
+    #[arg(long)]
+    pub journal_baseline_events: Option<u64>,
+    /// Pairs of load runs (journal off, then on) that measure what appending costs.
+    /// Default 2 (quick: 1).
+    #[arg(long)]
+    pub journal_pairs: Option<usize>,
+    /// Measured seconds of each load run of the journal part. Default 5 (quick: 1).
+    #[arg(long)]
+    pub journal_seconds: Option<f64>,
+    /// Random inclusion proofs, and as many consistency proofs, timed on the large
+    /// journal. Default 1000 (quick: 50).
+    #[arg(long)]
+    pub journal_proofs: Option<usize>,
 }
 
 /// The arguments with their defaults resolved.
@@ -179,6 +211,11 @@ struct Plan {
     quick: bool,
     in_process: bool,
     cores: usize,
+    journal_events: u64,
+    journal_baseline_events: u64,
+    journal_pairs: usize,
+    journal_duration: Duration,
+    journal_proofs: usize,
 }
 
 impl Plan {
@@ -202,6 +239,7 @@ impl Plan {
                 Part::Latency,
                 Part::Mtom,
                 Part::Queued,
+                Part::Journal,
             ]
         } else {
             a.only.clone()
@@ -224,6 +262,17 @@ impl Plan {
             quick: q,
             in_process: a.in_process,
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            journal_events: a
+                .journal_events
+                .unwrap_or(if q { 10_000 } else { 10_000_000 }),
+            journal_baseline_events: a.journal_baseline_events.unwrap_or(if q {
+                100
+            } else {
+                10_000
+            }),
+            journal_pairs: a.journal_pairs.unwrap_or(if q { 1 } else { 2 }).max(1),
+            journal_duration: secs(a.journal_seconds, 5.0, 1.0, "journal-seconds")?,
+            journal_proofs: a.journal_proofs.unwrap_or(if q { 50 } else { 1000 }).max(1),
         })
     }
 
@@ -665,6 +714,8 @@ impl Env {
 struct Host {
     rt: tokio::runtime::Runtime,
     endpoint: String,
+    /// `http://127.0.0.1:<port>`.
+    base: String,
     store: Arc<dyn Store>,
     config: Config,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -681,11 +732,34 @@ impl Host {
 
     /// Opens and serves a gateway on `dir` (kept, and handed back by [`Host::stop`]).
     fn start_in(env: &Env, signatures: bool, dir: tempfile::TempDir) -> Result<Host, String> {
+        Host::start_with(env, signatures, dir, SqliteOptions::default(), false)
+    }
+
+    /// [`Host::start_in`] with the store's options (the journal off:
+    /// [`Gateway::open_with`]) and, if `auditor`, the bench's auditor
+    /// ([`BENCH_AUDITOR_TOKEN`]) configured for `/api/v1/journal`.
+    fn start_with(
+        env: &Env,
+        signatures: bool,
+        dir: tempfile::TempDir,
+        store_options: SqliteOptions,
+        auditor: bool,
+    ) -> Result<Host, String> {
         let rt = runtime("mz-gw", env.plan.cores)?;
-        let config = env.config(dir.path());
+        let mut config = env.config(dir.path());
+        if auditor {
+            config.auditors.push(AuditorConfig {
+                name: BENCH_AUDITOR.into(),
+                token_sha256: hex::encode(sha2::Sha256::digest(BENCH_AUDITOR_TOKEN.as_bytes())),
+            });
+        }
         let t0 = mono();
         let mut gateway = rt
-            .block_on(Gateway::open(config.clone(), Arc::new(SystemClock)))
+            .block_on(Gateway::open_with(
+                config.clone(),
+                Arc::new(SystemClock),
+                store_options,
+            ))
             .map_err(|e| format!("the gateway does not open: {e}"))?;
         let open_seconds = (mono() - t0).as_secs_f64();
         if !signatures {
@@ -710,6 +784,7 @@ impl Host {
         Ok(Host {
             rt,
             endpoint: format!("http://{addr}/smev/v1.1"),
+            base: format!("http://{addr}"),
             store,
             config,
             stop: Some(stop),
@@ -1087,11 +1162,21 @@ impl RunResult {
 
 /// Runs `consumers` and `providers` against `endpoint` for warm-up + duration.
 fn run_exchange_load(env: &Env, endpoint: &str, signed: bool) -> Result<RunResult, String> {
+    run_exchange_load_for(env, endpoint, signed, env.plan.duration)
+}
+
+/// [`run_exchange_load`] measured for `duration` (after the plan's warm-up).
+fn run_exchange_load_for(
+    env: &Env,
+    endpoint: &str,
+    signed: bool,
+    duration: Duration,
+) -> Result<RunResult, String> {
     let p = &env.plan;
     let start = mono();
     let window = Window {
         from: start + p.warmup,
-        to: start + p.warmup + p.duration,
+        to: start + p.warmup + duration,
     };
     let load = Arc::new(Load {
         stop: AtomicBool::new(false),
@@ -1875,6 +1960,751 @@ fn enqueue_via_http(env: &Env, host: &Host, n: u64) -> Result<(), String> {
 }
 
 // ---------------------------------------------------------------------------------------
+// The central journal
+
+/// The auditor the journal part configures, to time proofs over REST.
+const BENCH_AUDITOR: &str = "bench-auditor";
+const BENCH_AUDITOR_TOKEN: &str = "mezhved-bench-auditor-token";
+
+/// The issue's journal targets.
+const TARGET_JOURNAL_COST: f64 = 0.90;
+const TARGET_VERIFY_EVENTS_PER_S: f64 = 1e6;
+const TARGET_PROOF_MS: f64 = 1.0;
+const TARGET_JOURNAL_SCALE: f64 = 0.80;
+
+/// Events per prefill batch (made on the producer thread, written on this one), and per
+/// prefill transaction.
+const PREFILL_BATCH: u64 = 4096;
+const PREFILL_COMMIT_EVERY: u64 = 1 << 20;
+/// Disk space a prefilled event takes at most (≈ 800 bytes measured), for the
+/// free-space check before the prefill.
+const PREFILL_BYTES_PER_EVENT: u64 = 900;
+/// Milliseconds between two prefilled events (they end a minute before the bench).
+const PREFILL_STEP_MS: i64 = 5;
+
+/// xorshift64*: deterministic pseudo-random numbers for proofs and synthetic leaves.
+#[derive(Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in `lo..=hi` (the modulo bias is negligible for the ranges used).
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+    fn bytes32(&mut self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for chunk in out.chunks_mut(8) {
+            chunk.copy_from_slice(&self.next().to_le_bytes());
+        }
+        out
+    }
+}
+
+/// Free bytes for unprivileged users on the file system holding `dir` (`df -Pk`).
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let out = std::process::Command::new("df")
+        .arg("-Pk")
+        .arg(dir)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kb: u64 = text
+        .lines()
+        .nth(1)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+fn gb(bytes: u64) -> f64 {
+    round1(bytes as f64 / 1e9)
+}
+
+/// Makes synthetic `message.accepted` events shaped like the gateway's (docs/journal.md,
+/// `accepted_event` in the store), body ≈ 430 bytes: a SendRequest's, its card cut short,
+/// with a fresh global ID, MessageID, checksum and registration number each, time-ordered global
+/// IDs (node 2, so they never collide with the gateway's node 1) and times `PREFILL_STEP_MS`
+/// apart.
+#[derive(Debug)]
+struct LeafMaker {
+    event: NewEvent,
+    rng: Rng,
+    first_ms: i64,
+}
+
+impl LeafMaker {
+    fn new(first_ms: i64) -> LeafMaker {
+        let body = json!({
+            "queue": Queue::Requests.name(),
+            "sender_system": CONSUMER_SYSTEM,
+            "sender_message_id": "",
+            "recipient_system": PROVIDER_SYSTEM,
+            "kind": { "namespace": BIRTH_NS, "root": BIRTH_ROOT },
+            "checksum": "",
+            "received_at": 0,
+            "status": "requestIsQueued",
+            "test": false,
+            // A card cut to its sender's registration: the leaf is then about the mean
+            // size of the leaves the gateway appends in the exchange (≈ 540 bytes:
+            // `message.accepted` ≈ 900, `message.delivered` ≈ 200,
+            // `message.acknowledged` ≈ 160).
+            "card": { "sender_registration": { "number": "" } },
+        });
+        let body = match body {
+            Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        LeafMaker {
+            event: NewEvent {
+                at_ms: 0,
+                event_type: "message.accepted".into(),
+                global_id: None,
+                actor: CONSUMER_SYSTEM.into(),
+                body,
+            },
+            rng: Rng(0x5EED_0F1E_AF01),
+            first_ms,
+        }
+    }
+
+    /// Event `seq`: its time, global ID and leaf.
+    fn make(&mut self, seq: u64) -> Result<(i64, [u8; 16], Vec<u8>), String> {
+        let at = self.first_ms + seq as i64 * PREFILL_STEP_MS;
+        let when = std::time::UNIX_EPOCH + Duration::from_millis(at.max(0) as u64);
+        let gid = *mezhved_core::ids::encode_global_id(
+            mezhved_core::ids::ticks_since_gregorian(when),
+            (seq & 0x3fff) as u16,
+            1,
+            2,
+        )
+        .as_bytes();
+        let checksum = hex::encode(self.rng.bytes32());
+        let b = &mut self.event.body;
+        b.insert(
+            "sender_message_id".into(),
+            client::message_id(when).to_string().into(),
+        );
+        b.insert("checksum".into(), checksum.into());
+        b.insert("received_at".into(), at.into());
+        b.insert(
+            "card".into(),
+            json!({ "sender_registration": { "number": format!("USZN-2026/{seq:08}") } }),
+        );
+        self.event.at_ms = at;
+        self.event.global_id = Some(gid);
+        let leaf = mezhved_store::journal::encode_leaf(seq, &self.event)
+            .map_err(|e| format!("encoding leaf {seq}: {e}"))?;
+        Ok((at, gid, leaf))
+    }
+}
+
+/// Events made on the producer thread: `(seq, at, global ID, leaf)` and the nodes they
+/// complete.
+struct PrefillBatch {
+    rows: Vec<(u64, i64, [u8; 16], Vec<u8>)>,
+    nodes: Vec<(u8, u64, [u8; 32])>,
+}
+
+#[derive(Debug)]
+struct Prefill {
+    events: u64,
+    seconds: f64,
+    leaf_bytes: u64,
+    database_bytes: u64,
+    root: [u8; 32],
+}
+
+impl Prefill {
+    fn json(&self) -> Value {
+        json!({
+            "events": self.events,
+            "seconds": round3(self.seconds),
+            "events_per_s": round1(self.events as f64 / self.seconds.max(1e-9)),
+            "mean_leaf_bytes": if self.events > 0 { Value::from(round1(self.leaf_bytes as f64 / self.events as f64)) } else { Value::Null },
+            "database_bytes": self.database_bytes,
+            "root": hex::encode(self.root),
+        })
+    }
+}
+
+/// Makes the gateway's database at `db` ([`SqliteStore::open`], then closed) and appends
+/// `n` synthetic events with every complete subtree's node, as the store would have
+/// appended them one by one, but in a few big transactions with `synchronous=OFF` and no
+/// rollback journal (setup, not measured). Leaves the database in WAL mode; the
+/// connection is handed back still open, so the database's `-wal` and `-shm` files stay
+/// (a read-only connection needs them).
+fn prefill_journal(db: &Path, n: u64) -> Result<(Prefill, rusqlite::Connection), String> {
+    let store = SqliteStore::open(db, SqliteOptions::default())
+        .map_err(|e| format!("{}: {e}", db.display()))?;
+    store.close();
+    drop(store);
+    let t0 = mono();
+    let sql = |e: rusqlite::Error| format!("prefilling {}: {e}", db.display());
+    let mut conn = rusqlite::Connection::open(db).map_err(sql)?;
+    conn.pragma_update(None, "journal_mode", "OFF")
+        .map_err(sql)?;
+    conn.pragma_update(None, "synchronous", "OFF")
+        .map_err(sql)?;
+    conn.pragma_update(None, "cache_size", -262_144)
+        .map_err(sql)?;
+    let have: i64 = conn
+        .query_row("SELECT count(*) FROM journal_events", [], |r| r.get(0))
+        .map_err(sql)?;
+    if have != 0 {
+        return Err(format!(
+            "{} already holds {have} journal events",
+            db.display()
+        ));
+    }
+    let first_ms = to_ms(wall()) - 60_000 - n as i64 * PREFILL_STEP_MS;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<PrefillBatch>(8);
+    let producer = std::thread::Builder::new()
+        .name("mz-prefill".into())
+        .spawn(move || -> Result<[u8; 32], String> {
+            let mut tree = mezhved_journal::merkle::TreeBuilder::new();
+            let mut maker = LeafMaker::new(first_ms);
+            let mut seq = 0;
+            while seq < n {
+                let end = (seq + PREFILL_BATCH).min(n);
+                let mut batch = PrefillBatch {
+                    rows: Vec::with_capacity((end - seq) as usize),
+                    nodes: Vec::with_capacity(2 * (end - seq) as usize + 64),
+                };
+                for s in seq..end {
+                    let (at, gid, leaf) = maker.make(s)?;
+                    let hash = mezhved_journal::merkle::leaf_hash(&leaf);
+                    tree.push_with_nodes(hash, |level, idx, h| batch.nodes.push((level, idx, *h)))
+                        .map_err(|e| e.to_string())?;
+                    batch.rows.push((s, at, gid, leaf));
+                }
+                if tx.send(batch).is_err() {
+                    return Err("the prefill writer stopped".into());
+                }
+                seq = end;
+            }
+            Ok(tree.root())
+        })
+        .map_err(|e| format!("cannot start the prefill thread: {e}"))?;
+    let mut leaf_bytes = 0u64;
+    let mut written = 0u64;
+    let mut write = || -> Result<(), rusqlite::Error> {
+        let mut batches = rx.iter().peekable();
+        while batches.peek().is_some() {
+            let txn = conn.transaction()?;
+            {
+                let mut events = txn.prepare(
+                    "INSERT INTO journal_events (seq, at, type, global_id, actor, leaf)
+                     VALUES (?1, ?2, 'message.accepted', ?3, ?4, ?5)",
+                )?;
+                let mut nodes = txn
+                    .prepare("INSERT INTO journal_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")?;
+                let mut in_txn = 0;
+                while in_txn < PREFILL_COMMIT_EVERY {
+                    let Some(batch) = batches.next() else {
+                        break;
+                    };
+                    for (seq, at, gid, leaf) in &batch.rows {
+                        events.execute(rusqlite::params![
+                            *seq as i64,
+                            at,
+                            &gid[..],
+                            CONSUMER_SYSTEM,
+                            leaf
+                        ])?;
+                        leaf_bytes += leaf.len() as u64;
+                    }
+                    for (level, idx, hash) in &batch.nodes {
+                        nodes.execute(rusqlite::params![level, *idx as i64, &hash[..]])?;
+                    }
+                    in_txn += batch.rows.len() as u64;
+                    written += batch.rows.len() as u64;
+                }
+            }
+            txn.commit()?;
+        }
+        Ok(())
+    };
+    let wrote = write();
+    // Unblocks the producer if the writer stopped early.
+    drop(rx);
+    let root = producer
+        .join()
+        .map_err(|_| "the prefill thread panicked".to_string())?;
+    wrote.map_err(sql)?;
+    let root = root?;
+    if written != n {
+        return Err(format!("prefilled {written} events, not {n}"));
+    }
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sql)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sql)?;
+    conn.pragma_update(None, "cache_size", -2000).map_err(sql)?;
+    let seconds = (mono() - t0).as_secs_f64();
+    Ok((
+        Prefill {
+            events: n,
+            seconds,
+            leaf_bytes,
+            database_bytes: file_size(db),
+            root,
+        },
+        conn,
+    ))
+}
+
+/// `mezhved_store::verify::verify_journal` over a read-only connection to `db`.
+fn time_verify(db: &Path) -> Result<Value, String> {
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("{}: {e}", db.display()))?;
+    let mut calls = 0u64;
+    let t0 = mono();
+    let report = mezhved_store::verify::verify_journal(&conn, &|_| Ok(()), &mut |_, _| {
+        calls += 1;
+    })
+    .map_err(|e| format!("journal verify: {e}"))?;
+    let seconds = (mono() - t0).as_secs_f64();
+    Ok(json!({
+        "events": report.events,
+        "nodes_checked": report.nodes_checked,
+        "checkpoints_checked": report.checkpoints_checked,
+        "seconds": round3(seconds),
+        "events_per_s": round1(report.events as f64 / seconds.max(1e-9)),
+        "clean": report.is_clean(),
+        "first_problem": report.problems.first().map(|p| p.to_string()),
+        "progress_calls": calls,
+    }))
+}
+
+/// Random inclusion proofs (`seq` and `size` uniform, `seq < size ≤ n`) and consistency
+/// proofs (`0 < old < new ≤ n`, uniform) through the [`Store`] trait, one at a time;
+/// then a few of each over REST (`/api/v1/journal/proof/…`, the auditor's bearer token),
+/// whose handler also journals the query (one committed write each).
+fn time_proofs(env: &Env, host: &Host, n: u64, count: usize) -> Result<Value, String> {
+    let store = host.store.clone();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut inclusion = Vec::with_capacity(count);
+    let mut consistency = Vec::with_capacity(count);
+    let mut inclusion_hashes = 0usize;
+    let mut consistency_hashes = 0usize;
+    for _ in 0..count {
+        let seq = rng.range(0, n - 1);
+        let size = rng.range(seq + 1, n);
+        let t0 = mono();
+        let proof = env
+            .load
+            .block_on(store.inclusion_proof(seq, size))
+            .map_err(|e| format!("inclusion proof of {seq} in {size}: {e}"))?;
+        inclusion.push((mono() - t0).as_micros().min(u32::MAX as u128) as u32);
+        inclusion_hashes += proof.len();
+    }
+    for _ in 0..count {
+        let old = rng.range(1, n - 1);
+        let new = rng.range(old + 1, n);
+        let t0 = mono();
+        let proof = env
+            .load
+            .block_on(store.consistency_proof(old, new))
+            .map_err(|e| format!("consistency proof {old} → {new}: {e}"))?;
+        consistency.push((mono() - t0).as_micros().min(u32::MAX as u128) as u32);
+        consistency_hashes += proof.len();
+    }
+    let rest_count = (count / 20).clamp(1, 50);
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let mut rest_inclusion = Vec::with_capacity(rest_count);
+    let mut rest_consistency = Vec::with_capacity(rest_count);
+    for i in 0..2 * rest_count {
+        let path = if i % 2 == 0 {
+            let seq = rng.range(0, n - 1);
+            format!("proof/inclusion?seq={seq}&size={}", rng.range(seq + 1, n))
+        } else {
+            let old = rng.range(1, n - 1);
+            format!("proof/consistency?old={old}&new={}", rng.range(old + 1, n))
+        };
+        let uri = format!("{}/api/v1/journal/{path}", host.base);
+        let request = hyper::Request::get(&uri)
+            .header(
+                hyper::header::AUTHORIZATION,
+                format!("Bearer {BENCH_AUDITOR_TOKEN}"),
+            )
+            .body(http_body_util::Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let t0 = mono();
+        let (status, body) = env.load.block_on(async {
+            let response = http
+                .request(request)
+                .await
+                .map_err(|e| format!("{uri}: {e}"))?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("{uri}: {e}"))?
+                .to_bytes();
+            Ok::<_, String>((status, body))
+        })?;
+        let us = (mono() - t0).as_micros().min(u32::MAX as u128) as u32;
+        if status != hyper::StatusCode::OK {
+            return Err(format!(
+                "{uri}: HTTP {status}: {}",
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            ));
+        }
+        if i % 2 == 0 {
+            rest_inclusion.push(us);
+        } else {
+            rest_consistency.push(us);
+        }
+    }
+    Ok(json!({
+        "at_size": n,
+        "via": "Store::inclusion_proof / Store::consistency_proof (a read connection on a blocking thread), one at a time",
+        "inclusion": summary(&mut inclusion),
+        "consistency": summary(&mut consistency),
+        "mean_inclusion_hashes": round1(inclusion_hashes as f64 / count as f64),
+        "mean_consistency_hashes": round1(consistency_hashes as f64 / count as f64),
+        "rest": {
+            "inclusion": summary(&mut rest_inclusion),
+            "consistency": summary(&mut rest_consistency),
+        },
+    }))
+}
+
+/// One signed closed-loop load run of the journal part, on `host`.
+fn journal_load(env: &Env, host: &Host) -> Result<Value, String> {
+    let mut r = run_exchange_load_for(env, &host.endpoint, true, env.plan.journal_duration)?;
+    Ok(r.json(None))
+}
+
+/// What the gateway itself appended after `from` (the load's events): counts and mean
+/// leaf sizes by type.
+fn appended_events(db: &Path, from: u64) -> Result<Value, String> {
+    let sql = |e: rusqlite::Error| format!("{}: {e}", db.display());
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql)?;
+    let mut st = conn
+        .prepare(
+            "SELECT type, count(*), avg(length(leaf)) FROM journal_events WHERE seq >= ?1
+             GROUP BY type ORDER BY type",
+        )
+        .map_err(sql)?;
+    let rows: Vec<(String, i64, f64)> = st
+        .query_map([from as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)?;
+    let mut by_type = serde_json::Map::new();
+    let mut events = 0;
+    let mut bytes = 0.0;
+    for (ty, count, mean) in rows {
+        events += count;
+        bytes += count as f64 * mean;
+        by_type.insert(
+            ty,
+            json!({ "events": count, "mean_leaf_bytes": round1(mean) }),
+        );
+    }
+    Ok(json!({
+        "from_seq": from,
+        "events": events,
+        "mean_leaf_bytes": if events > 0 { Value::from(round1(bytes / events as f64)) } else { Value::Null },
+        "by_type": by_type,
+    }))
+}
+
+fn phase_journal(env: &Env, out: &mut dyn Write) -> Result<Value, String> {
+    let p = &env.plan;
+    let large = p.journal_events.max(2);
+    let small = p.journal_baseline_events.max(2);
+    let free_before = free_bytes(&p.tmp);
+    let needed = (large + small) * PREFILL_BYTES_PER_EVENT + (1 << 30);
+    let _ = writeln!(
+        out,
+        "journal: {} free in {} ({} events need about {} GB); load runs {:.1} s measured after {:.1} s warm-up",
+        free_before.map_or("? bytes".into(), |b| format!("{} GB", gb(b))),
+        p.tmp.display(),
+        large,
+        gb(large * PREFILL_BYTES_PER_EVENT),
+        p.journal_duration.as_secs_f64(),
+        p.warmup.as_secs_f64()
+    );
+    if let Some(free) = free_before {
+        if free < needed {
+            return Err(format!(
+                "the journal part needs about {} GB in {} and {} GB are free: give --tmp elsewhere or fewer --journal-events",
+                gb(needed),
+                p.tmp.display(),
+                gb(free)
+            ));
+        }
+    }
+    let _ = out.flush();
+
+    // 1. What appending costs: journal off, then on, on fresh gateways, pair by pair.
+    let mut pairs = Vec::new();
+    let mut runs = Vec::new();
+    let mut ratios = Vec::new();
+    for pair in 0..p.journal_pairs {
+        let mut rates = [0.0f64; 2];
+        let mut neighbours = [0.0f64; 2];
+        for (i, journal) in [false, true].into_iter().enumerate() {
+            let what = if journal { "journal-on" } else { "journal-off" };
+            let host = Host::start_with(
+                env,
+                true,
+                env.tempdir(what)?,
+                SqliteOptions {
+                    journal,
+                    ..SqliteOptions::default()
+                },
+                false,
+            )?;
+            let mut v = journal_load(env, &host)?;
+            host.stop()?;
+            rates[i] = v["exchanges_per_s"].as_f64().unwrap_or(0.0);
+            neighbours[i] = v["cpu_seconds"]["other_processes"].as_f64().unwrap_or(0.0);
+            v["journal"] = Value::from(journal);
+            v["pair"] = Value::from(pair + 1);
+            runs.push(v);
+        }
+        let ratio = if rates[0] > 0.0 {
+            Some(rates[1] / rates[0])
+        } else {
+            None
+        };
+        ratios.extend(ratio);
+        let _ = writeln!(
+            out,
+            "journal cost, pair {} (off, then on; fresh gateways): {:.1} exchanges/s without the journal, {:.1} with it: ratio {} (other processes used {:.2} / {:.2} CPU s meanwhile)",
+            pair + 1,
+            rates[0],
+            rates[1],
+            ratio.map_or("–".into(), |r| format!("{r:.3}")),
+            neighbours[0],
+            neighbours[1]
+        );
+        let _ = out.flush();
+        pairs.push(json!({
+            "order": ["off", "on"],
+            "off_exchanges_per_s": round1(rates[0]),
+            "on_exchanges_per_s": round1(rates[1]),
+            "ratio": ratio.map(round3),
+        }));
+    }
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            None
+        } else {
+            Some(v.iter().sum::<f64>() / v.len() as f64)
+        }
+    };
+    let rate_of = |journal: bool| -> Vec<f64> {
+        runs.iter()
+            .filter(|r| r["journal"].as_bool() == Some(journal))
+            .filter_map(|r| r["exchanges_per_s"].as_f64())
+            .collect()
+    };
+    let cpu_of = |journal: bool, group: &str| -> Vec<f64> {
+        runs.iter()
+            .filter(|r| r["journal"].as_bool() == Some(journal))
+            .filter_map(|r| r["cpu_us_per_exchange"][group].as_f64())
+            .collect()
+    };
+    let ratio_mean = mean(&ratios);
+    let cpu_off = mean(&cpu_of(false, "total"));
+    let cpu_on = mean(&cpu_of(true, "total"));
+    // What the ratio would be if the process were CPU-bound: less sensitive to what other
+    // processes on the machine do than the throughput ratio.
+    let cpu_ratio = match (cpu_off, cpu_on) {
+        (Some(off), Some(on)) if on > 0.0 => Some(off / on),
+        _ => None,
+    };
+    let cost = json!({
+        "pairs": pairs,
+        "ratio_mean": ratio_mean.map(round3),
+        "cpu_ratio": cpu_ratio.map(round3),
+        "off_mean_exchanges_per_s": mean(&rate_of(false)).map(round1),
+        "on_mean_exchanges_per_s": mean(&rate_of(true)).map(round1),
+        "cpu_us_per_exchange": {
+            "off": { "total": cpu_off.map(round1), "store_writer": mean(&cpu_of(false, "store_writer")).map(round1) },
+            "on": { "total": cpu_on.map(round1), "store_writer": mean(&cpu_of(true, "store_writer")).map(round1) },
+        },
+        "runs": runs,
+    });
+    let _ = writeln!(
+        out,
+        "journal cost: mean ratio {}; CPU µs per exchange: total {} off / {} on (ratio {}), store writer {} / {}",
+        t(&cost["ratio_mean"]),
+        t(&cost["cpu_us_per_exchange"]["off"]["total"]),
+        t(&cost["cpu_us_per_exchange"]["on"]["total"]),
+        t(&cost["cpu_ratio"]),
+        t(&cost["cpu_us_per_exchange"]["off"]["store_writer"]),
+        t(&cost["cpu_us_per_exchange"]["on"]["store_writer"])
+    );
+
+    // 4 (small side). The exchange over a small prefilled journal.
+    let small_dir = env.tempdir("journal-small")?;
+    let small_db = env.config(small_dir.path()).database_path();
+    let (small_prefill, conn) = prefill_journal(&small_db, small)?;
+    drop(conn);
+    let host = Host::start_with(env, true, small_dir, SqliteOptions::default(), false)?;
+    let small_open = host.open_seconds;
+    let mut small_run = journal_load(env, &host)?;
+    drop(host.stop()?);
+    let small_rate = small_run["exchanges_per_s"].as_f64();
+    small_run["journal_events_before"] = Value::from(small);
+    small_run["open_seconds"] = Value::from(round3(small_open));
+    let _ = writeln!(
+        out,
+        "journal scale: {} events prefilled in {:.2} s; exchange over them: {} exchanges/s, {} errors",
+        small,
+        small_prefill.seconds,
+        t(&small_run["exchanges_per_s"]),
+        t(&small_run["errors"])
+    );
+    let _ = out.flush();
+
+    // The large journal: prefill, verify, the exchange over it, proofs.
+    let large_dir = env.tempdir("journal-large")?;
+    let large_db = env.config(large_dir.path()).database_path();
+    let _ = writeln!(
+        out,
+        "journal: prefilling {large} events into {} …",
+        large_db.display()
+    );
+    let _ = out.flush();
+    let (large_prefill, conn) = prefill_journal(&large_db, large)?;
+    let free_after = free_bytes(&p.tmp);
+    let _ = writeln!(
+        out,
+        "journal: prefilled {} events in {:.1} s ({:.0} events/s): database {} GB, mean leaf {} bytes; {} GB free now",
+        large,
+        large_prefill.seconds,
+        large as f64 / large_prefill.seconds.max(1e-9),
+        gb(large_prefill.database_bytes),
+        t(&large_prefill.json()["mean_leaf_bytes"]),
+        free_after.map_or("?".into(), |b| gb(b).to_string())
+    );
+    let _ = out.flush();
+    let verify = time_verify(&large_db)?;
+    drop(conn);
+    let _ = writeln!(
+        out,
+        "journal verify: {} events and {} nodes in {} s = {} events/s, clean: {}{}",
+        t(&verify["events"]),
+        t(&verify["nodes_checked"]),
+        t(&verify["seconds"]),
+        t(&verify["events_per_s"]),
+        t(&verify["clean"]),
+        verify["first_problem"]
+            .as_str()
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default()
+    );
+    let _ = out.flush();
+
+    let host = Host::start_with(env, true, large_dir, SqliteOptions::default(), true)?;
+    let large_open = host.open_seconds;
+    let mut large_run = journal_load(env, &host)?;
+    let large_rate = large_run["exchanges_per_s"].as_f64();
+    large_run["journal_events_before"] = Value::from(large);
+    large_run["open_seconds"] = Value::from(round3(large_open));
+    let _ = writeln!(
+        out,
+        "journal scale: exchange over {} events: {} exchanges/s, {} errors (gateway opened in {:.2} s)",
+        large,
+        t(&large_run["exchanges_per_s"]),
+        t(&large_run["errors"]),
+        large_open
+    );
+    let _ = out.flush();
+    let size = env
+        .load
+        .block_on(host.store.journal_size())
+        .map_err(|e| e.to_string())?;
+    let appended = appended_events(&large_db, large)?;
+    let proofs = time_proofs(env, &host, size, p.journal_proofs)?;
+    drop(host.stop()?);
+    let _ = writeln!(
+        out,
+        "journal proofs at {} events ({} each, Store trait): inclusion p50 {} p99 {} max {} ms ({} hashes); consistency p50 {} p99 {} max {} ms ({} hashes); over REST: inclusion p50 {} ms, consistency p50 {} ms",
+        size,
+        p.journal_proofs,
+        t(&proofs["inclusion"]["p50_ms"]),
+        t(&proofs["inclusion"]["p99_ms"]),
+        t(&proofs["inclusion"]["max_ms"]),
+        t(&proofs["mean_inclusion_hashes"]),
+        t(&proofs["consistency"]["p50_ms"]),
+        t(&proofs["consistency"]["p99_ms"]),
+        t(&proofs["consistency"]["max_ms"]),
+        t(&proofs["mean_consistency_hashes"]),
+        t(&proofs["rest"]["inclusion"]["p50_ms"]),
+        t(&proofs["rest"]["consistency"]["p50_ms"])
+    );
+    let scale_ratio = match (large_rate, small_rate) {
+        (Some(l), Some(s)) if s > 0.0 => Some(l / s),
+        _ => None,
+    };
+    let cpu_total = |v: &Value| v["cpu_us_per_exchange"]["total"].as_f64();
+    let scale_cpu_ratio = match (cpu_total(&small_run), cpu_total(&large_run)) {
+        (Some(s), Some(l)) if l > 0.0 => Some(s / l),
+        _ => None,
+    };
+    let _ = writeln!(
+        out,
+        "journal scale: {} / {} exchanges/s = {} (CPU µs per exchange {} / {}: ratio {}; other processes used {} / {} CPU s meanwhile); the gateway appended {} events over the large journal (mean leaf {} bytes)",
+        t(&large_run["exchanges_per_s"]),
+        t(&small_run["exchanges_per_s"]),
+        scale_ratio.map_or("–".into(), |r| format!("{r:.3}")),
+        t(&large_run["cpu_us_per_exchange"]["total"]),
+        t(&small_run["cpu_us_per_exchange"]["total"]),
+        scale_cpu_ratio.map_or("–".into(), |r| format!("{r:.3}")),
+        t(&large_run["cpu_seconds"]["other_processes"]),
+        t(&small_run["cpu_seconds"]["other_processes"]),
+        t(&appended["events"]),
+        t(&appended["mean_leaf_bytes"])
+    );
+    Ok(json!({
+        "events_large": large,
+        "events_small": small,
+        "tmp": p.tmp.display().to_string(),
+        "free_bytes_before": free_before,
+        "free_bytes_after_prefill": free_after,
+        "load_seconds": p.journal_duration.as_secs_f64(),
+        "cost": cost,
+        "prefill": { "small": small_prefill.json(), "large": large_prefill.json() },
+        "verify": verify,
+        "proofs": proofs,
+        "scale": {
+            "small": small_run,
+            "large": large_run,
+            "ratio": scale_ratio.map(round3),
+            "cpu_ratio": scale_cpu_ratio.map(round3),
+            "appended_over_large": appended,
+        },
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
 // The report
 
 /// Runs a memory part in a fresh child process (`mezhved bench --only <part>
@@ -2061,6 +2891,11 @@ pub fn run(args: BenchArgs, out: &mut dyn Write) -> Result<(), String> {
             "queued_via": format!("{:?}", plan.queued_via).to_lowercase(),
             "quick": plan.quick,
             "parts": plan.parts.iter().map(|p| format!("{p:?}").to_lowercase()).collect::<Vec<_>>(),
+            "journal_events": plan.journal_events,
+            "journal_baseline_events": plan.journal_baseline_events,
+            "journal_pairs": plan.journal_pairs,
+            "journal_s": plan.journal_duration.as_secs_f64(),
+            "journal_proofs": plan.journal_proofs,
             "build": if cfg!(debug_assertions) { "debug" } else { "release" },
             "repo": plan.repo.display().to_string(),
         }),
@@ -2173,6 +3008,11 @@ pub fn run(args: BenchArgs, out: &mut dyn Write) -> Result<(), String> {
         report.insert(key.into(), v);
     }
 
+    if plan.runs(Part::Journal) {
+        let v = phase_journal(&env, out)?;
+        report.insert("journal".into(), v);
+    }
+
     let r = Value::Object(report.clone());
     let bound = f(&r, &["crypto", "bound_exchanges_per_s"]);
     let signed = f(&r, &["exchange_signed", "exchanges_per_s"]);
@@ -2231,6 +3071,51 @@ pub fn run(args: BenchArgs, out: &mut dyn Write) -> Result<(), String> {
             TARGET_QUEUED_RSS_MB,
             false,
             "queued.vm_hwm_mb (peak RSS of the process that enqueued and served them)",
+        ),
+        target(
+            "journal_append_cost",
+            "appending with Merkle maintenance cuts exchange throughput by at most 10 % (with / without ≥ 0.90)",
+            f(&r, &["journal", "cost", "ratio_mean"]),
+            "ratio",
+            TARGET_JOURNAL_COST,
+            true,
+            "journal.cost.ratio_mean: mean over journal.cost.pairs (journal off, then on, fresh gateways each) of on / off exchanges/s",
+        ),
+        target(
+            "journal_verify_rate",
+            "`journal verify` ≥ 1 M events/s",
+            match r["journal"]["verify"]["clean"].as_bool() {
+                Some(false) => None,
+                _ => f(&r, &["journal", "verify", "events_per_s"]),
+            },
+            "events/s",
+            TARGET_VERIFY_EVENTS_PER_S,
+            true,
+            "journal.verify.events_per_s over journal.events_large events (read-only connection, the database in the page cache); null if it did not verify clean",
+        ),
+        target(
+            "journal_proof_p99",
+            "an inclusion or consistency proof < 1 ms at 10⁷ events",
+            match (
+                f(&r, &["journal", "proofs", "inclusion", "p99_ms"]),
+                f(&r, &["journal", "proofs", "consistency", "p99_ms"]),
+            ) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            },
+            "ms",
+            TARGET_PROOF_MS,
+            false,
+            "the larger of journal.proofs.inclusion.p99_ms and journal.proofs.consistency.p99_ms (Store trait, at journal.proofs.at_size events)",
+        ),
+        target(
+            "journal_scale",
+            "exchange throughput with 10⁷ journal events ≥ 80 % of that with 10⁴",
+            f(&r, &["journal", "scale", "ratio"]),
+            "ratio",
+            TARGET_JOURNAL_SCALE,
+            true,
+            "journal.scale.large.exchanges_per_s / journal.scale.small.exchanges_per_s (journal.events_large vs journal.events_small prefilled events)",
         ),
     ];
     let _ = writeln!(out, "targets:");

@@ -42,6 +42,10 @@ pub enum Command {
     /// Administer the registry of participants, systems, kinds of information and grants.
     #[command(subcommand)]
     Registry(crate::gateway_cmd::RegistryCommand),
+    /// The central journal: auditor queries, export, proofs, checkpoints, attestation and
+    /// whole-journal verification (see docs/journal.md).
+    #[command(subcommand)]
+    Journal(crate::journal_cmd::JournalCommand),
     /// Load-test the exchange core in-process over loopback (see docs/performance.md).
     Bench(crate::bench::BenchArgs),
 }
@@ -174,6 +178,9 @@ pub enum CliError {
     Xml(#[from] mezhved_xml::XmlError),
     #[error(transparent)]
     Dsig(#[from] DsigError),
+    /// A negative finding (a journal divergence, an attestation mismatch): exit 1.
+    #[error("{0}")]
+    Finding(String),
 }
 
 impl CliError {
@@ -181,7 +188,7 @@ impl CliError {
         match self {
             CliError::Usage(_) | CliError::Io { .. } => 2,
             CliError::Dsig(e) if e.smev_code().is_none() => 2,
-            CliError::Xml(_) | CliError::Dsig(_) => 1,
+            CliError::Xml(_) | CliError::Dsig(_) | CliError::Finding(_) => 1,
         }
     }
 }
@@ -222,6 +229,10 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         }
         Command::Registry(c) => crate::gateway_cmd::registry(c, out).map_err(CliError::Usage),
         Command::Bench(a) => crate::bench::run(a, out).map_err(CliError::Usage),
+        Command::Journal(c) => crate::journal_cmd::journal(c, out).map_err(|e| match e {
+            crate::journal_cmd::JournalFailure::Usage(m) => CliError::Usage(m),
+            crate::journal_cmd::JournalFailure::Finding(m) => CliError::Finding(m),
+        }),
     };
     match result {
         Ok(()) => 0,

@@ -65,11 +65,11 @@ pub enum RegistryCommand {
     },
 }
 
-fn load(args: &ConfigArgs) -> Result<Config, String> {
+pub(crate) fn load(args: &ConfigArgs) -> Result<Config, String> {
     Config::load(args.config.as_deref(), std::env::vars()).map_err(|e| e.to_string())
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -237,7 +237,12 @@ pub fn registry(command: RegistryCommand, out: &mut dyn Write) -> Result<(), Str
             })],
         };
         let version = handle
-            .change(&store, changes)
+            .change(
+                &store,
+                "cli",
+                mezhved_core::clock::to_ms(mezhved_core::clock::Clock::now(&SystemClock)),
+                changes,
+            )
             .await
             .map_err(|e| e.to_string())?;
         let _ = writeln!(out, "registry version {version}");

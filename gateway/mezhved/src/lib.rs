@@ -6,3 +6,4 @@
 pub mod bench;
 pub mod cli;
 pub mod gateway_cmd;
+pub mod journal_cmd;

@@ -1,5 +1,6 @@
-//! `mezhved bench --quick`: every part runs end to end, and the JSON report carries every
-//! figure and a verdict for each of the targets. Nothing here asserts a speed:
+//! `mezhved bench --quick`: every part runs end to end (the journal part over tiny
+//! journals), and the JSON report carries every figure and a verdict for each of the
+//! issues' targets. Nothing here asserts a speed:
 //! this runs in a debug build on whatever machine CI has.
 
 use serde_json::Value;
@@ -10,8 +11,12 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The value at `path`; a number in it indexes an array.
 fn at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
-    path.iter().fold(v, |v, p| &v[*p])
+    path.iter().fold(v, |v, p| match (v, p.parse::<usize>()) {
+        (Value::Array(items), Ok(i)) => items.get(i).unwrap_or(&Value::Null),
+        _ => &v[*p],
+    })
 }
 
 #[track_caller]
@@ -74,6 +79,33 @@ fn quick_bench_reports_every_figure_and_target() {
         &["queued", "get_request_plus_ack", "p50_ms"],
         &["queued", "queue_statistics_ms"],
         &["queued", "reopen_seconds"],
+        &["journal", "events_large"],
+        &["journal", "events_small"],
+        &["journal", "free_bytes_before"],
+        &["journal", "cost", "ratio_mean"],
+        &["journal", "cost", "cpu_ratio"],
+        &["journal", "cost", "pairs", "0", "off_exchanges_per_s"],
+        &["journal", "cost", "pairs", "0", "on_exchanges_per_s"],
+        &["journal", "cost", "pairs", "0", "ratio"],
+        &["journal", "cost", "off_mean_exchanges_per_s"],
+        &["journal", "cost", "on_mean_exchanges_per_s"],
+        &["journal", "prefill", "small", "seconds"],
+        &["journal", "prefill", "large", "seconds"],
+        &["journal", "prefill", "large", "mean_leaf_bytes"],
+        &["journal", "prefill", "large", "database_bytes"],
+        &["journal", "verify", "seconds"],
+        &["journal", "verify", "events_per_s"],
+        &["journal", "proofs", "at_size"],
+        &["journal", "proofs", "inclusion", "p50_ms"],
+        &["journal", "proofs", "inclusion", "p99_ms"],
+        &["journal", "proofs", "consistency", "p50_ms"],
+        &["journal", "proofs", "consistency", "p99_ms"],
+        &["journal", "proofs", "rest", "inclusion", "p50_ms"],
+        &["journal", "proofs", "rest", "consistency", "p50_ms"],
+        &["journal", "scale", "small", "exchanges_per_s"],
+        &["journal", "scale", "large", "exchanges_per_s"],
+        &["journal", "scale", "ratio"],
+        &["journal", "scale", "appended_over_large", "events"],
     ] {
         number(&v, path);
     }
@@ -115,6 +147,44 @@ fn quick_bench_reports_every_figure_and_target() {
         number(&v, &["config", "queued"])
     );
 
+    // The journal: every load run completes exchanges without a fault (journal off and
+    // on, over the small and the large prefilled journal); the large journal verifies
+    // clean with every prefilled event, and the gateway appended after it.
+    let pairs = at(&v, &["journal", "cost", "pairs"])
+        .as_array()
+        .expect("pairs");
+    assert_eq!(pairs.len() as f64, number(&v, &["config", "journal_pairs"]));
+    let runs = at(&v, &["journal", "cost", "runs"])
+        .as_array()
+        .expect("runs");
+    assert_eq!(runs.len(), 2 * pairs.len());
+    let journal_flags: Vec<bool> = runs
+        .iter()
+        .map(|r| r["journal"].as_bool().expect("journal flag"))
+        .collect();
+    assert_eq!(journal_flags[..2], [false, true]);
+    for run in runs.iter().chain([
+        at(&v, &["journal", "scale", "small"]),
+        at(&v, &["journal", "scale", "large"]),
+    ]) {
+        assert!(run["exchanges"].as_f64() > Some(0.0), "{run}");
+        assert_eq!(run["errors"].as_f64(), Some(0.0), "{run}");
+    }
+    let large = number(&v, &["config", "journal_events"]);
+    assert_eq!(number(&v, &["journal", "events_large"]), large);
+    assert_eq!(
+        number(&v, &["journal", "prefill", "large", "events"]),
+        large
+    );
+    assert_eq!(
+        number(&v, &["journal", "prefill", "small", "events"]),
+        number(&v, &["config", "journal_baseline_events"])
+    );
+    assert_eq!(number(&v, &["journal", "verify", "events"]), large);
+    assert_eq!(at(&v, &["journal", "verify", "clean"]), &Value::Bool(true));
+    assert!(number(&v, &["journal", "proofs", "at_size"]) > large);
+    assert!(number(&v, &["journal", "scale", "appended_over_large", "events"]) > 0.0);
+
     let targets = at(&v, &["targets"]).as_array().expect("targets");
     let names: Vec<&str> = targets
         .iter()
@@ -128,6 +198,10 @@ fn quick_bench_reports_every_figure_and_target() {
             "send_request_p99_at_half_rate",
             "mtom_rss_growth",
             "queued_rss",
+            "journal_append_cost",
+            "journal_verify_rate",
+            "journal_proof_p99",
+            "journal_scale",
         ]
     );
     for t in targets {

@@ -14,8 +14,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod journal;
 pub mod model;
 pub mod sqlite;
+pub mod verify;
 
 pub use model::*;
 
@@ -35,6 +37,9 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The caller asked for something that cannot be (a proof beyond the journal's size).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -45,8 +50,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn registry(&self) -> BoxFuture<'_, Result<RegistryData>>;
     /// The registry's version (bumped by every change), cheap to poll.
     fn registry_version(&self) -> BoxFuture<'_, Result<u64>>;
-    /// Applies changes atomically (all or none); returns the new version.
-    fn change_registry(&self, changes: Vec<RegistryChange>) -> BoxFuture<'_, Result<u64>>;
+    /// Applies changes atomically (all or none) and journals them as made by `actor`;
+    /// returns the new version.
+    fn change_registry(
+        &self,
+        actor: String,
+        at_ms: i64,
+        changes: Vec<RegistryChange>,
+    ) -> BoxFuture<'_, Result<u64>>;
 
     /// What the sender was answered when it sent this MessageID before.
     fn find_sent<'a>(
@@ -75,4 +86,33 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Attachment paths (relative to the data directory) still referenced by a message
     /// that is not acknowledged: everything else in the attachment area is garbage.
     fn live_attachment_paths(&self) -> BoxFuture<'_, Result<Vec<String>>>;
+
+    // --- the journal (module `journal`): append-only events as Merkle leaves ---
+
+    /// Appends events that no queue change causes (a rejected call, an auditor's query)
+    /// in one transaction; returns their `seq`s.
+    fn journal_append(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<u64>>>;
+    /// The number of events (the tree size).
+    fn journal_size(&self) -> BoxFuture<'_, Result<u64>>;
+    /// The Merkle root of the first `size` events.
+    fn journal_root(&self, size: u64) -> BoxFuture<'_, Result<Hash>>;
+    /// Events `from..`, at most `limit`.
+    fn journal_events(&self, from: u64, limit: usize) -> BoxFuture<'_, Result<Vec<JournalEvent>>>;
+    /// Every event about one message.
+    fn journal_events_of(&self, global_id: GlobalId) -> BoxFuture<'_, Result<Vec<JournalEvent>>>;
+    /// RFC 9162 inclusion proof of event `seq` in the tree of `size`.
+    fn inclusion_proof(&self, seq: u64, size: u64) -> BoxFuture<'_, Result<Vec<Hash>>>;
+    /// RFC 9162 consistency proof between tree sizes `old` and `new`.
+    fn consistency_proof(&self, old: u64, new: u64) -> BoxFuture<'_, Result<Vec<Hash>>>;
+    /// Stores a signed checkpoint, refused unless its root is the journal's root at its size.
+    fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> BoxFuture<'_, Result<()>>;
+    /// Checkpoints larger than `after`, smallest first.
+    fn checkpoints(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<StoredCheckpoint>>>;
+    fn latest_checkpoint(&self) -> BoxFuture<'_, Result<Option<StoredCheckpoint>>>;
+    /// Cards matching an auditor's filter, in global-ID order (one page).
+    fn query_cards(&self, filter: CardFilter) -> BoxFuture<'_, Result<Vec<Card>>>;
 }

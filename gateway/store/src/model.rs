@@ -276,3 +276,87 @@ pub struct QueueCount {
     pub kind_root: String,
     pub pending: u64,
 }
+
+/// A SHA-256 hash (Merkle tree nodes, roots).
+pub type Hash = [u8; 32];
+
+/// An event to append to the journal. The store adds `seq`, and encodes the leaf.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub at_ms: i64,
+    /// `message.accepted`, `message.rejected`, `auditor.query`, … (docs/journal.md).
+    pub event_type: String,
+    /// The message the event concerns, if any.
+    pub global_id: Option<GlobalId>,
+    /// Who caused it: a system mnemonic, `operator`, an auditor's name, `gateway`.
+    pub actor: String,
+    /// The event's own fields (metadata only: never payload or search details).
+    pub body: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A stored journal event: leaf number `seq` of the Merkle tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEvent {
+    pub seq: u64,
+    pub at_ms: i64,
+    pub event_type: String,
+    pub global_id: Option<GlobalId>,
+    pub actor: String,
+    /// The exact bytes hashed into the tree (canonical JSON).
+    pub leaf: Vec<u8>,
+}
+
+/// A signed checkpoint of the journal (a C2SP signed note).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredCheckpoint {
+    pub size: u64,
+    #[serde(with = "hex_bytes")]
+    pub root: Hash,
+    pub made_at_ms: i64,
+    pub note: String,
+}
+
+mod hex_bytes {
+    pub fn serialize<S: serde::Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        let mut out = String::with_capacity(64);
+        for b in v {
+            out.push_str(&format!("{b:02x}"));
+        }
+        s.serialize_str(&out)
+    }
+}
+
+/// Which cards an auditor asks for. Every set field must match; `None` matches all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CardFilter {
+    /// Received at or after (ms).
+    pub from_ms: Option<i64>,
+    /// Received before (ms).
+    pub to_ms: Option<i64>,
+    /// Sending or receiving agency (participant mnemonic).
+    pub agency: Option<String>,
+    /// Sending or receiving system.
+    pub system: Option<String>,
+    pub kind_namespace: Option<String>,
+    pub kind_root: Option<String>,
+    /// Public service register number.
+    pub service: Option<String>,
+    /// A legal act named in the legal basis (exact act text).
+    pub legal_act: Option<String>,
+    pub status: Option<String>,
+    /// `REQUEST`, `RESPONSE` or `STATUS`.
+    pub message_type: Option<String>,
+    /// Past its reply deadline at this instant (ms) without a final answer.
+    pub overdue_at_ms: Option<i64>,
+    pub global_id: Option<GlobalId>,
+    pub sender_message_id: Option<String>,
+    /// The sender's or the receiver's registration number.
+    pub registration_number: Option<String>,
+    /// Keyed hash of the request card's search details.
+    pub subject_hash: Option<Hash>,
+    /// Pagination: cards with a global ID after this one.
+    pub after: Option<GlobalId>,
+    /// At most this many (the store caps it at 1000).
+    pub limit: Option<u32>,
+}

@@ -32,6 +32,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
         include_str!("../migrations/0001_registry_queues_cards.sql"),
     ),
     (2, include_str!("../migrations/0002_queue_counters.sql")),
+    (3, include_str!("../migrations/0003_journal.sql")),
 ];
 
 impl From<rusqlite::Error> for StoreError {
@@ -48,6 +49,9 @@ pub struct SqliteOptions {
     pub erase_interval: Duration,
     /// Waiting for a lock held by another process (e.g. the CLI).
     pub busy_timeout: Duration,
+    /// Append journal events with every change. Always true in `serve`; the benchmark
+    /// turns it off to measure what the journal costs.
+    pub journal: bool,
 }
 
 impl Default for SqliteOptions {
@@ -56,6 +60,7 @@ impl Default for SqliteOptions {
             readers: 4,
             erase_interval: Duration::from_millis(500),
             busy_timeout: Duration::from_secs(5),
+            journal: true,
         }
     }
 }
@@ -566,6 +571,46 @@ fn apply_change(tx: &Transaction<'_>, change: &RegistryChange) -> Result<bool> {
     Ok(affected > 0)
 }
 
+/// The `registry.changed` event: the effective changes, each certificate replaced by the
+/// SHA-256 of its PEM text (the registry itself keeps the certificates).
+fn registry_event(
+    tx: &Transaction<'_>,
+    actor: &str,
+    at_ms: i64,
+    version: i64,
+    changes: &[&RegistryChange],
+) -> Result<()> {
+    let mut list = Vec::with_capacity(changes.len());
+    for change in changes {
+        let mut v = serde_json::to_value(change).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if let Some(certs) = v.get_mut("certificates").and_then(|c| c.as_array_mut()) {
+            for c in certs.iter_mut() {
+                let pem = c.as_str().unwrap_or_default();
+                *c = format!(
+                    "sha256:{}",
+                    crate::journal::hex(&openssl::sha::sha256(pem.as_bytes()))
+                )
+                .into();
+            }
+        }
+        list.push(v);
+    }
+    let mut body = serde_json::Map::new();
+    body.insert("version".into(), version.into());
+    body.insert("changes".into(), list.into());
+    crate::journal::append(
+        tx,
+        &NewEvent {
+            at_ms,
+            event_type: "registry.changed".into(),
+            global_id: None,
+            actor: actor.into(),
+            body,
+        },
+    )?;
+    Ok(())
+}
+
 fn find_sent(conn: &Connection, sender: &str, message_id: &str) -> Result<Option<SentRecord>> {
     let row = conn
         .prepare_cached(
@@ -586,7 +631,46 @@ fn find_sent(conn: &Connection, sender: &str, message_id: &str) -> Result<Option
     .transpose()
 }
 
-fn insert_message(tx: &Transaction<'_>, m: &NewMessage) -> Result<()> {
+/// The `message.accepted` event of a message: its whole card (metadata only).
+fn accepted_event(m: &NewMessage) -> NewEvent {
+    let c = &m.card;
+    let mut body = serde_json::Map::new();
+    body.insert("queue".into(), c.queue.name().into());
+    body.insert("sender_system".into(), c.sender_system.clone().into());
+    body.insert(
+        "sender_message_id".into(),
+        c.sender_message_id.clone().into(),
+    );
+    body.insert("recipient_system".into(), c.recipient_system.clone().into());
+    body.insert(
+        "kind".into(),
+        serde_json::json!({ "namespace": c.kind_namespace, "root": c.kind_root }),
+    );
+    if let Some(o) = &c.original_global_id {
+        body.insert(
+            "original_global_id".into(),
+            crate::journal::uuid_text(o).into(),
+        );
+    }
+    body.insert("checksum".into(), crate::journal::hex(&c.checksum).into());
+    body.insert("received_at".into(), c.received_at_ms.into());
+    body.insert("status".into(), c.status.clone().into());
+    body.insert("test".into(), c.test_message.into());
+    body.insert("card".into(), c.details.clone());
+    NewEvent {
+        at_ms: c.received_at_ms,
+        event_type: "message.accepted".into(),
+        global_id: Some(c.global_id),
+        actor: c.sender_system.clone(),
+        body,
+    }
+}
+
+fn str_at<'a>(v: &'a serde_json::Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(v, |v, k| v.get(*k))?.as_str()
+}
+
+fn insert_message(tx: &Transaction<'_>, m: &NewMessage, journal: bool) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO messages (global_id, queue, sender_system, sender_message_id, recipient_system,
              kind_namespace, kind_root, content_namespace, content_root, original_global_id, checksum,
@@ -627,11 +711,27 @@ fn insert_message(tx: &Transaction<'_>, m: &NewMessage) -> Result<()> {
         ])?;
     }
     let c = &m.card;
+    let d = &c.details;
+    let legal_acts: Option<String> = d.get("legal_basis").and_then(|l| l.as_array()).map(|l| {
+        l.iter()
+            .filter_map(|b| b.get("act").and_then(|a| a.as_str()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let subject_hash: Option<Vec<u8>> = str_at(d, &["subject_hash"]).and_then(|h| {
+        (0..h.len())
+            .step_by(2)
+            .map(|i| h.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+            .collect()
+    });
+    let due_at = d.get("due_at_ms").and_then(|v| v.as_i64());
     tx.prepare_cached(
         "INSERT INTO cards (global_id, queue, sender_system, sender_message_id, recipient_system,
              kind_namespace, kind_root, original_global_id, checksum, received_at, status,
-             test_message, details)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+             test_message, details, sender_agency, recipient_agency, service_number, legal_acts,
+             subject_hash, sender_registration_number, due_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+             ?18, ?19, ?20)",
     )?
     .execute(params![
         &c.global_id[..],
@@ -647,7 +747,17 @@ fn insert_message(tx: &Transaction<'_>, m: &NewMessage) -> Result<()> {
         c.status,
         c.test_message,
         c.details.to_string(),
+        str_at(d, &["sender_agency"]),
+        str_at(d, &["recipient_agency"]),
+        str_at(d, &["service", "registry_number"]),
+        legal_acts,
+        subject_hash,
+        str_at(d, &["sender_registration", "number"]),
+        due_at,
     ])?;
+    if journal {
+        crate::journal::append(tx, &accepted_event(m))?;
+    }
     if let (Some(original), Some(status)) = (&m.original_global_id, &m.original_status) {
         tx.prepare_cached("UPDATE cards SET status = ?2 WHERE global_id = ?1")?
             .execute(params![&original[..], status])?;
@@ -686,7 +796,7 @@ fn attachments_of(conn: &Connection, global_id: &[u8]) -> Result<Vec<StoredAttac
         .collect()
 }
 
-fn lease(tx: &Transaction<'_>, req: &LeaseRequest) -> Result<Option<Delivery>> {
+fn lease(tx: &Transaction<'_>, req: &LeaseRequest, journal: bool) -> Result<Option<Delivery>> {
     const COLUMNS: &str =
         "seq, global_id, sender_system, sender_message_id, kind_namespace, kind_root,
         original_global_id, checksum, received_at, payload, delivery_count, first_delivered_at";
@@ -742,9 +852,29 @@ fn lease(tx: &Transaction<'_>, req: &LeaseRequest) -> Result<Option<Delivery>> {
              first_delivered_at = ?3 WHERE seq = ?1",
     )?
     .execute(params![seq, req.now_ms + req.visibility_ms, first])?;
+    let gid = blob16(gid)?;
+    if journal {
+        let mut body = serde_json::Map::new();
+        body.insert("queue".into(), req.queue.name().into());
+        body.insert("delivery".into(), (count + 1).into());
+        body.insert(
+            "visible_again_at".into(),
+            (req.now_ms + req.visibility_ms).into(),
+        );
+        crate::journal::append(
+            tx,
+            &NewEvent {
+                at_ms: req.now_ms,
+                event_type: "message.delivered".into(),
+                global_id: Some(gid),
+                actor: req.recipient_system.clone(),
+                body,
+            },
+        )?;
+    }
     let attachments = attachments_of(tx, &gid)?;
     Ok(Some(Delivery {
-        global_id: blob16(gid)?,
+        global_id: gid,
         queue: req.queue,
         sender_system: sender,
         sender_message_id: smid,
@@ -761,7 +891,14 @@ fn lease(tx: &Transaction<'_>, req: &LeaseRequest) -> Result<Option<Delivery>> {
     }))
 }
 
-fn ack(tx: &Transaction<'_>, cmd: &AckCommand) -> Result<(AckOutcome, bool)> {
+fn ack(tx: &Transaction<'_>, cmd: &AckCommand, journal: bool) -> Result<(AckOutcome, bool)> {
+    let event = |event_type: &str, body: serde_json::Map<String, serde_json::Value>| NewEvent {
+        at_ms: cmd.now_ms,
+        event_type: event_type.into(),
+        global_id: Some(cmd.global_id),
+        actor: cmd.recipient_system.clone(),
+        body,
+    };
     let row: Option<(i64, Option<i64>)> = tx
         .prepare_cached(
             "SELECT seq, acked_at FROM messages WHERE global_id = ?1 AND recipient_system = ?2",
@@ -779,6 +916,9 @@ fn ack(tx: &Transaction<'_>, cmd: &AckCommand) -> Result<(AckOutcome, bool)> {
     if !cmd.accepted {
         tx.prepare_cached("UPDATE messages SET visible_at = ?2 WHERE seq = ?1")?
             .execute(params![seq, cmd.now_ms])?;
+        if journal {
+            crate::journal::append(tx, &event("message.released", serde_json::Map::new()))?;
+        }
         return Ok((AckOutcome::Released, false));
     }
     tx.prepare_cached("UPDATE messages SET acked_at = ?2, payload = NULL WHERE seq = ?1")?
@@ -800,8 +940,19 @@ fn ack(tx: &Transaction<'_>, cmd: &AckCommand) -> Result<(AckOutcome, bool)> {
          WHERE global_id = ?1",
     )?
     .execute(params![&cmd.global_id[..], cmd.acked_status, number, at])?;
+    if journal {
+        let mut body = serde_json::Map::new();
+        body.insert("status".into(), cmd.acked_status.clone().into());
+        if let Some(r) = &cmd.receiver_registration {
+            body.insert(
+                "receiver_registration".into(),
+                serde_json::json!({ "number": r.number, "registered_at": r.registered_at_ms }),
+            );
+        }
+        crate::journal::append(tx, &event("message.acknowledged", body))?;
+    }
     for m in &cmd.then_enqueue {
-        insert_message(tx, m)?;
+        insert_message(tx, m, journal)?;
     }
     Ok((AckOutcome::Acknowledged { attachments }, true))
 }
@@ -931,16 +1082,27 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn change_registry(&self, changes: Vec<RegistryChange>) -> BoxFuture<'_, Result<u64>> {
+    fn change_registry(
+        &self,
+        actor: String,
+        at_ms: i64,
+        changes: Vec<RegistryChange>,
+    ) -> BoxFuture<'_, Result<u64>> {
+        let journal = self.options.journal;
         Box::pin(self.write(move |tx| {
-            let mut changed = false;
+            let mut effective = Vec::new();
             for change in &changes {
-                changed |= apply_change(tx, change)?;
+                if apply_change(tx, change)? {
+                    effective.push(change);
+                }
             }
-            if changed {
+            if !effective.is_empty() {
                 tx.execute("UPDATE registry_version SET version = version + 1", [])?;
             }
             let v: i64 = tx.query_row("SELECT version FROM registry_version", [], |r| r.get(0))?;
+            if journal && !effective.is_empty() {
+                registry_event(tx, &actor, at_ms, v, &effective)?;
+            }
             Ok((v as u64, false))
         }))
     }
@@ -955,22 +1117,25 @@ impl Store for SqliteStore {
     }
 
     fn accept(&self, message: NewMessage) -> BoxFuture<'_, Result<AcceptOutcome>> {
+        let journal = self.options.journal;
         Box::pin(self.write(move |tx| {
             // Checked again inside the writer: two identical calls racing see one winner.
             if let Some(prev) = find_sent(tx, &message.sender_system, &message.sender_message_id)? {
                 return Ok((AcceptOutcome::Duplicate(prev), false));
             }
-            insert_message(tx, &message)?;
+            insert_message(tx, &message, journal)?;
             Ok((AcceptOutcome::Accepted, false))
         }))
     }
 
     fn lease(&self, request: LeaseRequest) -> BoxFuture<'_, Result<Option<Delivery>>> {
-        Box::pin(self.write(move |tx| Ok((lease(tx, &request)?, false))))
+        let journal = self.options.journal;
+        Box::pin(self.write(move |tx| Ok((lease(tx, &request, journal)?, false))))
     }
 
     fn ack(&self, command: AckCommand) -> BoxFuture<'_, Result<AckOutcome>> {
-        Box::pin(self.write(move |tx| ack(tx, &command)))
+        let journal = self.options.journal;
+        Box::pin(self.write(move |tx| ack(tx, &command, journal)))
     }
 
     fn message_info(&self, global_id: GlobalId) -> BoxFuture<'_, Result<Option<MessageInfo>>> {
@@ -1025,6 +1190,72 @@ impl Store for SqliteStore {
                 .query_map([], |r| r.get(0))?
                 .collect::<std::result::Result<Vec<String>, _>>()?;
             Ok(rows)
+        }))
+    }
+
+    fn journal_append(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<u64>>> {
+        Box::pin(self.write(move |tx| {
+            let seqs = events
+                .iter()
+                .map(|e| crate::journal::append(tx, e))
+                .collect::<Result<Vec<u64>>>()?;
+            Ok((seqs, false))
+        }))
+    }
+
+    fn journal_size(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(self.read(crate::journal::size))
+    }
+
+    fn journal_root(&self, size: u64) -> BoxFuture<'_, Result<Hash>> {
+        Box::pin(self.read(move |c| crate::journal::root(c, size)))
+    }
+
+    fn journal_events(&self, from: u64, limit: usize) -> BoxFuture<'_, Result<Vec<JournalEvent>>> {
+        Box::pin(self.read(move |c| crate::journal::events(c, from, limit)))
+    }
+
+    fn journal_events_of(&self, global_id: GlobalId) -> BoxFuture<'_, Result<Vec<JournalEvent>>> {
+        Box::pin(self.read(move |c| crate::journal::events_of(c, &global_id)))
+    }
+
+    fn inclusion_proof(&self, seq: u64, size: u64) -> BoxFuture<'_, Result<Vec<Hash>>> {
+        Box::pin(self.read(move |c| crate::journal::inclusion_proof(c, seq, size)))
+    }
+
+    fn consistency_proof(&self, old: u64, new: u64) -> BoxFuture<'_, Result<Vec<Hash>>> {
+        Box::pin(self.read(move |c| crate::journal::consistency_proof(c, old, new)))
+    }
+
+    fn add_checkpoint(&self, checkpoint: StoredCheckpoint) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.write(move |tx| {
+            crate::journal::add_checkpoint(tx, &checkpoint)?;
+            Ok(((), false))
+        }))
+    }
+
+    fn checkpoints(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<StoredCheckpoint>>> {
+        Box::pin(self.read(move |c| crate::journal::checkpoints(c, after, limit)))
+    }
+
+    fn latest_checkpoint(&self) -> BoxFuture<'_, Result<Option<StoredCheckpoint>>> {
+        Box::pin(self.read(crate::journal::latest_checkpoint))
+    }
+
+    fn query_cards(&self, filter: CardFilter) -> BoxFuture<'_, Result<Vec<Card>>> {
+        Box::pin(self.read(move |c| {
+            let ids = crate::journal::query_cards(c, &filter)?;
+            let mut cards = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(card) = card(c, &id)? {
+                    cards.push(card);
+                }
+            }
+            Ok(cards)
         }))
     }
 }

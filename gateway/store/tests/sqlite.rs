@@ -278,7 +278,10 @@ async fn registry_round_trip_and_version_per_change() {
     );
     assert_eq!(store.registry_version().await.expect("version"), 0);
 
-    let v1 = store.change_registry(base_registry()).await.expect("base");
+    let v1 = store
+        .change_registry("test".into(), 0, base_registry())
+        .await
+        .expect("base");
     assert_eq!(v1, 1, "one change_registry call is one version");
     assert_eq!(store.registry_version().await.expect("version"), 1);
     assert_eq!(
@@ -288,7 +291,10 @@ async fn registry_round_trip_and_version_per_change() {
 
     // Re-applying the same registry (a restart re-reads an unchanged file) changes nothing
     // and leaves the version alone.
-    let again = store.change_registry(base_registry()).await.expect("again");
+    let again = store
+        .change_registry("test".into(), 0, base_registry())
+        .await
+        .expect("again");
     assert_eq!(again, 1, "an unchanged registry is the same version");
 
     // Puts are upserts; a call that changes something bumps the version once.
@@ -301,15 +307,19 @@ async fn registry_round_trip_and_version_per_change() {
     let mut s = system("SYS_A", "P1");
     s.certificates.push("second certificate".into());
     let v2 = store
-        .change_registry(vec![
-            RegistryChange::PutParticipant(renamed.clone()),
-            RegistryChange::PutKind(k.clone()),
-            RegistryChange::PutSystem(s.clone()),
-            RegistryChange::PutKind(kind("DriverLicense", "SYS_A")),
-            RegistryChange::Grant(grant("SYS_B", "DriverLicense")),
-            // Granting twice is not an error.
-            RegistryChange::Grant(grant("SYS_A", KIND_ROOT)),
-        ])
+        .change_registry(
+            "test".into(),
+            0,
+            vec![
+                RegistryChange::PutParticipant(renamed.clone()),
+                RegistryChange::PutKind(k.clone()),
+                RegistryChange::PutSystem(s.clone()),
+                RegistryChange::PutKind(kind("DriverLicense", "SYS_A")),
+                RegistryChange::Grant(grant("SYS_B", "DriverLicense")),
+                // Granting twice is not an error.
+                RegistryChange::Grant(grant("SYS_A", KIND_ROOT)),
+            ],
+        )
         .await
         .expect("second change");
     assert_eq!(v2, 2);
@@ -324,13 +334,17 @@ async fn registry_round_trip_and_version_per_change() {
 
     // Deletions in dependency order succeed.
     let v3 = store
-        .change_registry(vec![
-            RegistryChange::Revoke(grant("SYS_B", "DriverLicense")),
-            RegistryChange::DeleteKind {
-                namespace: KIND_NS.into(),
-                root_element: "DriverLicense".into(),
-            },
-        ])
+        .change_registry(
+            "test".into(),
+            0,
+            vec![
+                RegistryChange::Revoke(grant("SYS_B", "DriverLicense")),
+                RegistryChange::DeleteKind {
+                    namespace: KIND_NS.into(),
+                    root_element: "DriverLicense".into(),
+                },
+            ],
+        )
         .await
         .expect("third change");
     assert_eq!(v3, 3);
@@ -346,15 +360,19 @@ async fn registry_round_trip_and_version_per_change() {
 async fn registry_referential_errors_are_invalid_changes() {
     let dir = TempDir::new().expect("tempdir");
     let store = open(&dir);
-    store.change_registry(base_registry()).await.expect("base");
+    store
+        .change_registry("test".into(), 0, base_registry())
+        .await
+        .expect("base");
     let before = store.registry().await.expect("registry");
 
     let msg = expect_invalid(
         store
-            .change_registry(vec![RegistryChange::PutSystem(system(
-                "SYS_X",
-                "NO_SUCH_AGENCY",
-            ))])
+            .change_registry(
+                "test".into(),
+                0,
+                vec![RegistryChange::PutSystem(system("SYS_X", "NO_SUCH_AGENCY"))],
+            )
             .await,
         "system of an unknown participant",
     );
@@ -362,7 +380,11 @@ async fn registry_referential_errors_are_invalid_changes() {
 
     let msg = expect_invalid(
         store
-            .change_registry(vec![RegistryChange::Grant(grant("SYS_A", "NoSuchKind"))])
+            .change_registry(
+                "test".into(),
+                0,
+                vec![RegistryChange::Grant(grant("SYS_A", "NoSuchKind"))],
+            )
             .await,
         "grant of an unknown kind",
     );
@@ -373,49 +395,73 @@ async fn registry_referential_errors_are_invalid_changes() {
 
     expect_invalid(
         store
-            .change_registry(vec![RegistryChange::Grant(grant("NO_SUCH_SYS", KIND_ROOT))])
+            .change_registry(
+                "test".into(),
+                0,
+                vec![RegistryChange::Grant(grant("NO_SUCH_SYS", KIND_ROOT))],
+            )
             .await,
         "grant to an unknown system",
     );
     expect_invalid(
         store
-            .change_registry(vec![RegistryChange::PutKind(kind("Orphan", "NO_SUCH_SYS"))])
+            .change_registry(
+                "test".into(),
+                0,
+                vec![RegistryChange::PutKind(kind("Orphan", "NO_SUCH_SYS"))],
+            )
             .await,
         "kind of an unknown provider",
     );
 
     let msg = expect_invalid(
         store
-            .change_registry(vec![RegistryChange::DeleteSystem {
-                mnemonic: "SYS_B".into(),
-            }])
+            .change_registry(
+                "test".into(),
+                0,
+                vec![RegistryChange::DeleteSystem {
+                    mnemonic: "SYS_B".into(),
+                }],
+            )
             .await,
         "deleting a kind's provider",
     );
     assert!(msg.contains("SYS_B"), "the message names the system: {msg}");
     expect_invalid(
         store
-            .change_registry(vec![RegistryChange::DeleteParticipant {
-                mnemonic: "P1".into(),
-            }])
+            .change_registry(
+                "test".into(),
+                0,
+                vec![RegistryChange::DeleteParticipant {
+                    mnemonic: "P1".into(),
+                }],
+            )
             .await,
         "deleting a participant that owns a system",
     );
     expect_invalid(
         store
-            .change_registry(vec![RegistryChange::DeleteKind {
-                namespace: KIND_NS.into(),
-                root_element: KIND_ROOT.into(),
-            }])
+            .change_registry(
+                "test".into(),
+                0,
+                vec![RegistryChange::DeleteKind {
+                    namespace: KIND_NS.into(),
+                    root_element: KIND_ROOT.into(),
+                }],
+            )
             .await,
         "deleting a granted kind",
     );
     expect_invalid(
         store
-            .change_registry(vec![RegistryChange::PutParticipant(Participant {
-                mnemonic: " ".into(),
-                name: "blank".into(),
-            })])
+            .change_registry(
+                "test".into(),
+                0,
+                vec![RegistryChange::PutParticipant(Participant {
+                    mnemonic: " ".into(),
+                    name: "blank".into(),
+                })],
+            )
             .await,
         "blank mnemonic",
     );
@@ -431,18 +477,25 @@ async fn registry_referential_errors_are_invalid_changes() {
 async fn registry_batch_is_all_or_none() {
     let dir = TempDir::new().expect("tempdir");
     let store = open(&dir);
-    store.change_registry(base_registry()).await.expect("base");
+    store
+        .change_registry("test".into(), 0, base_registry())
+        .await
+        .expect("base");
     let before = store.registry().await.expect("registry");
 
     // Valid changes first, the failing one last: none of them may stay.
     let result = store
-        .change_registry(vec![
-            RegistryChange::PutParticipant(participant("P3")),
-            RegistryChange::PutSystem(system("SYS_C", "P3")),
-            RegistryChange::PutKind(kind("Certificate", "SYS_C")),
-            RegistryChange::Revoke(grant("SYS_A", KIND_ROOT)),
-            RegistryChange::Grant(grant("SYS_C", "NoSuchKind")),
-        ])
+        .change_registry(
+            "test".into(),
+            0,
+            vec![
+                RegistryChange::PutParticipant(participant("P3")),
+                RegistryChange::PutSystem(system("SYS_C", "P3")),
+                RegistryChange::PutKind(kind("Certificate", "SYS_C")),
+                RegistryChange::Revoke(grant("SYS_A", KIND_ROOT)),
+                RegistryChange::Grant(grant("SYS_C", "NoSuchKind")),
+            ],
+        )
         .await;
     expect_invalid(result, "batch ending in a bad grant");
     assert_eq!(store.registry().await.expect("registry"), before);
@@ -450,22 +503,30 @@ async fn registry_batch_is_all_or_none() {
 
     // The same with a NotFound at the end.
     let result = store
-        .change_registry(vec![
-            RegistryChange::PutParticipant(participant("P3")),
-            RegistryChange::DeleteParticipant {
-                mnemonic: "NOBODY".into(),
-            },
-        ])
+        .change_registry(
+            "test".into(),
+            0,
+            vec![
+                RegistryChange::PutParticipant(participant("P3")),
+                RegistryChange::DeleteParticipant {
+                    mnemonic: "NOBODY".into(),
+                },
+            ],
+        )
         .await;
     assert!(matches!(result, Err(StoreError::NotFound(_))), "{result:?}");
     assert_eq!(store.registry().await.expect("registry"), before);
 
     // And the valid part alone then applies, as version 2.
     let v = store
-        .change_registry(vec![
-            RegistryChange::PutParticipant(participant("P3")),
-            RegistryChange::PutSystem(system("SYS_C", "P3")),
-        ])
+        .change_registry(
+            "test".into(),
+            0,
+            vec![
+                RegistryChange::PutParticipant(participant("P3")),
+                RegistryChange::PutSystem(system("SYS_C", "P3")),
+            ],
+        )
         .await
         .expect("valid part");
     assert_eq!(v, 2);
@@ -479,7 +540,10 @@ async fn registry_batch_is_all_or_none() {
 async fn registry_deleting_something_unknown_is_not_found() {
     let dir = TempDir::new().expect("tempdir");
     let store = open(&dir);
-    store.change_registry(base_registry()).await.expect("base");
+    store
+        .change_registry("test".into(), 0, base_registry())
+        .await
+        .expect("base");
     let unknown = [
         RegistryChange::DeleteParticipant {
             mnemonic: "NOBODY".into(),
@@ -494,7 +558,9 @@ async fn registry_deleting_something_unknown_is_not_found() {
         RegistryChange::Revoke(grant("SYS_B", KIND_ROOT)),
     ];
     for change in unknown {
-        let result = store.change_registry(vec![change.clone()]).await;
+        let result = store
+            .change_registry("test".into(), 0, vec![change.clone()])
+            .await;
         assert!(
             matches!(result, Err(StoreError::NotFound(_))),
             "{change:?}: {result:?}"
@@ -510,17 +576,24 @@ async fn registry_read_is_one_snapshot_under_concurrent_changes() {
     const CHANGES: u64 = 300;
     let dir = TempDir::new().expect("tempdir");
     let store = open_shared(&dir);
-    let base = store.change_registry(base_registry()).await.expect("base");
+    let base = store
+        .change_registry("test".into(), 0, base_registry())
+        .await
+        .expect("base");
 
     let writer = {
         let store = store.clone();
         tokio::spawn(async move {
             for k in 1..=CHANGES {
                 let v = store
-                    .change_registry(vec![RegistryChange::PutParticipant(Participant {
-                        mnemonic: "P_STRESS".into(),
-                        name: format!("n{k}"),
-                    })])
+                    .change_registry(
+                        "test".into(),
+                        0,
+                        vec![RegistryChange::PutParticipant(Participant {
+                            mnemonic: "P_STRESS".into(),
+                            name: format!("n{k}"),
+                        })],
+                    )
                     .await
                     .expect("change");
                 assert_eq!(v, base + k);
@@ -1601,9 +1674,16 @@ async fn reopening_keeps_data_and_registry() {
     let dir = TempDir::new().expect("tempdir");
     let (registry, acked, pending) = {
         let store = open(&dir);
-        store.change_registry(base_registry()).await.expect("base");
         store
-            .change_registry(vec![RegistryChange::PutParticipant(participant("P3"))])
+            .change_registry("test".into(), 0, base_registry())
+            .await
+            .expect("base");
+        store
+            .change_registry(
+                "test".into(),
+                0,
+                vec![RegistryChange::PutParticipant(participant("P3"))],
+            )
             .await
             .expect("second");
         for n in [5u128, 900, 17] {

@@ -58,6 +58,11 @@ pub fn test_config(data_dir: &Path) -> Config {
     // sha256("test-operator-token")
     c.operator.token_sha256 =
         "21a41ec35ffe053418f5ebab652c9b4cb07a643a9100640d18b635e0df503928".into();
+    // sha256("test-auditor-token")
+    c.auditors = vec![mezhved_http::config::AuditorConfig {
+        name: "auditor-kuznetsova".into(),
+        token_sha256: "57d6cc542388f851e86b07b700b82c139cb61d88b7a0e76d34ac5d7278785931".into(),
+    }];
     c
 }
 
@@ -286,6 +291,8 @@ pub struct Written {
     pub message_states: Vec<(String, bool, i64)>,
     /// File names under `<data_dir>/attachments/`, sorted.
     pub files: Vec<String>,
+    /// Journal events other than `message.rejected` (the one record a refusal leaves).
+    pub journal_events_besides_rejections: i64,
 }
 
 impl TestGateway {
@@ -345,6 +352,9 @@ impl TestGateway {
             card_states,
             message_states,
             files,
+            journal_events_besides_rejections: count(
+                "journal_events WHERE type <> 'message.rejected'",
+            ),
         }
     }
 
@@ -352,12 +362,16 @@ impl TestGateway {
     #[track_caller]
     pub fn assert_nothing_written_since(&self, before: &Written) {
         let now = self.written();
-        assert_eq!(&now, before, "a refused call must leave nothing written");
+        assert_eq!(
+            &now, before,
+            "a refused call must leave nothing written (but its rejection's journal event)"
+        );
     }
 }
 
 /// The harness's operator token (its SHA-256 is in [`test_config`]).
 pub const OPERATOR_TOKEN: &str = "test-operator-token";
+pub const AUDITOR_TOKEN: &str = "test-auditor-token";
 
 /// An answer of the REST API.
 #[derive(Debug)]
@@ -369,6 +383,11 @@ pub struct ApiReply {
 }
 
 impl ApiReply {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     /// The body as JSON.
     #[track_caller]
     pub fn json(&self) -> serde_json::Value {
@@ -509,6 +528,16 @@ impl Api {
         body: Option<&serde_json::Value>,
     ) -> ApiReply {
         self.send(method, path, Some(OPERATOR_TOKEN), body).await
+    }
+
+    /// As the auditor (`auditor-kuznetsova`).
+    pub async fn auditor(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> ApiReply {
+        self.send(method, path, Some(AUDITOR_TOKEN), body).await
     }
 }
 

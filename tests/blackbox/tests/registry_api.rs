@@ -426,11 +426,15 @@ async fn a_change_made_directly_in_the_store_is_picked_up_by_the_running_gateway
     )
     .expect("a second store on the same database");
     let v1 = other
-        .change_registry(vec![RegistryChange::Revoke(Grant {
-            consumer_system: "USZN_IS".into(),
-            namespace: BIRTH_NS.into(),
-            root_element: BIRTH_ROOT.into(),
-        })])
+        .change_registry(
+            "test".into(),
+            0,
+            vec![RegistryChange::Revoke(Grant {
+                consumer_system: "USZN_IS".into(),
+                namespace: BIRTH_NS.into(),
+                root_element: BIRTH_ROOT.into(),
+            })],
+        )
         .await
         .expect("revoke");
     assert!(v1 > v0);

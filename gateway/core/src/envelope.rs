@@ -86,7 +86,11 @@ pub struct Registration<'a> {
     pub global_id: &'a str,
     pub checksum: &'a [u8; 32],
     pub received_at: SystemTime,
+    /// The reply deadline (requests).
+    pub due_at: Option<SystemTime>,
     pub sender_registration: Option<(&'a str, &'a str)>,
+    /// The message (a response) arrived after its request's deadline.
+    pub late: bool,
 }
 
 pub const CHECKSUM_ALGORITHM: &str = "urn://mezhved/checksum/sha256-v1";
@@ -106,11 +110,17 @@ pub fn signed_registration(
         .text(&base64::engine::general_purpose::STANDARD.encode(r.checksum))
         .close("mz:Checksum")
         .leaf("mz:ReceivedAt", &xs_datetime(r.received_at));
+    if let Some(due) = r.due_at {
+        w.leaf("mz:DueAt", &xs_datetime(due));
+    }
     if let Some((number, date)) = r.sender_registration {
         w.open("mz:SenderRegistration", &[])
             .leaf("mz:Number", number)
             .leaf("mz:Date", date)
             .close("mz:SenderRegistration");
+    }
+    if r.late {
+        w.leaf("mz:Late", "true");
     }
     w.close("mz:Registration");
     let xml = w.into_bytes();

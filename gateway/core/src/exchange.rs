@@ -28,8 +28,8 @@ use mezhved_dsig::trust::TrustStore;
 use mezhved_dsig::xmldsig::{self, Signer, DSIG_NS};
 use mezhved_mime::ReceivedPart;
 use mezhved_store::{
-    AcceptOutcome, AckCommand, AckOutcome, Card, Delivery, LeaseRequest, NewEvent, NewMessage,
-    Queue, ReceiverRegistration, Store,
+    AcceptOutcome, AckCommand, AckOutcome, Card, Delivery, LeaseRequest, Lifecycle, NewEvent,
+    NewMessage, Queue, ReceiverRegistration, Store,
 };
 use mezhved_xml::{parse, Document, Limits, NodeId};
 use std::path::PathBuf;
@@ -61,6 +61,9 @@ pub struct Settings {
     /// The operator's key for the keyed hash of a request card's search details
     /// ([`card::subject_hash`]): the card keeps only that hash.
     pub subject_key: Vec<u8>,
+    /// Reply deadlines; `None` (tests of the exchange alone, the bench's no-deadline runs)
+    /// writes no deadline rows.
+    pub deadlines: Option<crate::deadlines::DeadlineRules>,
 }
 
 /// A call as received: the SOAP envelope and the MTOM parts already streamed to files.
@@ -113,6 +116,8 @@ pub struct Exchange {
     /// Bench-only: skip verifying and making signatures (see
     /// [`Exchange::disable_signatures_for_bench`]).
     signatures: bool,
+    /// Wakes this node's deadline timer when a message with a deadline is stored.
+    deadline_wake: Arc<tokio::sync::Notify>,
 }
 
 fn first_child(doc: &Document, parent: NodeId, ns: &str, local: &str) -> Option<NodeId> {
@@ -128,7 +133,7 @@ fn position(doc: &Document, id: NodeId) -> usize {
     doc.element(id).map(|e| e.span().start).unwrap_or(0)
 }
 
-fn gid_string(g: &[u8; 16]) -> String {
+pub(crate) fn gid_string(g: &[u8; 16]) -> String {
     Uuid::from_bytes(*g).hyphenated().to_string()
 }
 
@@ -163,6 +168,7 @@ impl Exchange {
             clock,
             settings,
             signatures: true,
+            deadline_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -175,6 +181,13 @@ impl Exchange {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+    /// The notification a deadline timer waits on besides its sleep.
+    pub fn deadline_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.deadline_wake.clone()
+    }
+    pub fn broker_name(&self) -> &str {
+        &self.settings.broker_name
     }
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -574,6 +587,11 @@ impl Exchange {
             request_card.sender_registration.date.to_string(),
         );
         let test = field("TestMessage").is_some();
+        let deadline = self
+            .settings
+            .deadlines
+            .as_ref()
+            .map(|rules| rules.reply_deadline(now, kind.reply_working_days));
         let answer = self.metadata_answer(
             "SendRequestResponse",
             &gid,
@@ -587,6 +605,8 @@ impl Exchange {
             "requestIsQueued",
             &checksum,
             Some((&sender_registration.0, &sender_registration.1)),
+            deadline.as_ref().map(|d| d.at),
+            false,
         )?;
         let payload = StoredPayload {
             block: standalone_element(doc, input, block),
@@ -625,7 +645,14 @@ impl Exchange {
             "size": input.len(),
             "attachments": incoming.card_entries(),
             "eol_ms": eol_ms,
+            "due_at_ms": deadline.as_ref().map(|d| to_ms(d.at)),
+            "due_date": deadline.as_ref().map(|d| d.date.to_string()),
+            "reply_working_days": deadline.as_ref().map(|d| d.working_days),
         });
+        let lifecycle = Lifecycle {
+            deadlines: crate::deadlines::DeadlineRules::rows(deadline.as_ref(), eol_ms),
+            closes: None,
+        };
         let message = NewMessage {
             global_id: gid,
             queue: Queue::Requests,
@@ -659,6 +686,7 @@ impl Exchange {
                 details,
             },
             original_status: None,
+            lifecycle,
         };
         self.commit(message, guard, &checksum, &message_id)
             .await
@@ -678,9 +706,14 @@ impl Exchange {
         }
         let answer = message.answer.clone();
         let gid = message.global_id;
+        let has_deadlines = !message.lifecycle.deadlines.is_empty();
         match self.store.accept(message).await? {
             AcceptOutcome::Accepted => {
                 guard.disarm();
+                if has_deadlines {
+                    // The timer may be asleep past this message's first deadline.
+                    self.deadline_wake.notify_one();
+                }
                 tracing::info!(global_id = %gid_string(&gid), "accepted");
                 Ok(answer)
             }
@@ -707,6 +740,8 @@ impl Exchange {
         status: &str,
         checksum: &[u8; 32],
         sender_registration: Option<(&str, &str)>,
+        due_at: Option<SystemTime>,
+        late: bool,
     ) -> Result<Vec<u8>, ExchangeError> {
         let md_id = hex_id("mz-md", gid);
         let header = envelope::signed_registration(
@@ -715,7 +750,9 @@ impl Exchange {
                 global_id: gid_text,
                 checksum,
                 received_at: now,
+                due_at,
                 sender_registration,
+                late,
             },
             self.key(),
             &self.settings.limits,
@@ -884,6 +921,20 @@ impl Exchange {
                 ));
         };
 
+        // A provider asking for more information (Kuzbass 5.5).
+        let clarification = field(TYPES_NS, "RequestStatus")
+            .and_then(|st| first_child(doc, st, TYPES_NS, "StatusCode"))
+            .and_then(|c| text_of(doc, c).parse::<i32>().ok())
+            == Some(crate::deadlines::CLARIFICATION_STATUS_CODE);
+        let now_ms = to_ms(now);
+        // An answer after the deadline is delivered all the same, marked late.
+        let late =
+            original.closed_at_ms.is_none() && original.due_at_ms.is_some_and(|due| now_ms >= due);
+        let closes = (final_answer
+            || (clarification
+                && self.settings.deadlines.as_ref().map(|d| d.clarification)
+                    == Some(crate::deadlines::ClarificationPolicy::Restart)))
+        .then_some(original_gid);
         let consumer = registry.system(&original.sender_system);
         let consumer_name = consumer.map(|s| s.name.clone()).unwrap_or_default();
         let responder = registry
@@ -909,6 +960,8 @@ impl Exchange {
             status,
             &checksum,
             None,
+            None,
+            late,
         )?;
         let payload = StoredPayload {
             block: standalone_element(doc, input, block),
@@ -927,6 +980,9 @@ impl Exchange {
             "global_id": gid_text,
             "response_kind": message_kind,
             "final": final_answer,
+            "clarification": clarification,
+            "late": late,
+            "closes_deadline": closes.is_some(),
             "original_global_id": gid_string(&original_gid),
             "kind_name": kind_name,
             "checksum_algorithm": envelope::CHECKSUM_ALGORITHM,
@@ -967,9 +1023,15 @@ impl Exchange {
             },
             original_status: Some(if final_answer {
                 format!("answered:{message_kind}")
+            } else if clarification {
+                "clarificationRequested".into()
             } else {
                 "underProcessing".into()
             }),
+            lifecycle: Lifecycle {
+                deadlines: Vec::new(),
+                closes,
+            },
         };
         self.commit(message, guard, &checksum, &message_id)
             .await
@@ -1058,10 +1120,12 @@ impl Exchange {
                 global_id: &gid_text,
                 checksum: &d.checksum,
                 received_at,
+                due_at: d.due_at_ms.map(from_ms),
                 sender_registration: payload
                     .sender_registration
                     .as_ref()
                     .map(|(n, dt)| (n.as_str(), dt.as_str())),
+                late: d.late,
             },
             self.key(),
             &self.settings.limits,
@@ -1200,7 +1264,7 @@ impl Exchange {
 
     /// A processing status for `system` about its message `original` (GetStatus queue).
     #[allow(clippy::too_many_arguments)]
-    fn status_message(
+    pub(crate) fn status_message(
         &self,
         now: SystemTime,
         system: &str,
@@ -1257,6 +1321,7 @@ impl Exchange {
                 details: serde_json::json!({ "message_type": "STATUS", "category": category }),
             },
             original_status: None,
+            lifecycle: Default::default(),
         }
     }
 

@@ -8,9 +8,11 @@
 #![forbid(unsafe_code)]
 
 pub mod attachments;
+pub mod calendar;
 pub mod card;
 pub mod checksum;
 pub mod clock;
+pub mod deadlines;
 pub mod envelope;
 pub mod error;
 pub mod exchange;

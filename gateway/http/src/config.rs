@@ -45,6 +45,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub operator: OperatorConfig,
     pub journal: JournalConfig,
+    pub deadlines: DeadlinesConfig,
     /// Auditors: read-only access to `/api/v1/journal`, each with its own name (journaled
     /// with every query) and token.
     pub auditors: Vec<AuditorConfig>,
@@ -167,6 +168,36 @@ impl Default for JournalConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadlinesConfig {
+    /// The reply term in working days where the kind of information sets none (210-FZ
+    /// art. 7.2 part 3).
+    pub reply_working_days: u32,
+    /// A reminder to the provider this many working days before the deadline; 0: none.
+    pub reminder_working_days_before: u32,
+    /// The segment's time zone: the receipt date and the end of the last day are local.
+    pub time_zone: String,
+    /// Production calendar files applied after the built-in federal calendar
+    /// (schemas/calendars/ru-federal.toml): more years, regional holidays, corrections.
+    pub calendars: Vec<PathBuf>,
+    /// `restart` or `continue`: what a provider's clarification request does to the
+    /// deadline (docs/deadlines.md).
+    pub clarification: String,
+}
+
+impl Default for DeadlinesConfig {
+    fn default() -> Self {
+        DeadlinesConfig {
+            reply_working_days: 5,
+            reminder_working_days_before: 1,
+            time_zone: "Europe/Moscow".into(),
+            calendars: Vec::new(),
+            clarification: "restart".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditorConfig {
@@ -190,6 +221,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             operator: OperatorConfig::default(),
             journal: JournalConfig::default(),
+            deadlines: DeadlinesConfig::default(),
             auditors: Vec::new(),
         }
     }
@@ -396,6 +428,9 @@ impl Config {
         };
         fix(&mut self.data_dir);
         fix(&mut self.journal.subject_key);
+        for f in &mut self.deadlines.calendars {
+            fix(f);
+        }
         fix(&mut self.gateway_key.key);
         fix(&mut self.gateway_key.certificate);
         fix(&mut self.trust.dir);
@@ -426,6 +461,36 @@ impl Config {
                 "journal.checkpoint_schedule \"{}\": {e}",
                 self.journal.checkpoint_schedule
             ));
+        }
+        let d = &self.deadlines;
+        if d.reply_working_days == 0 || d.reply_working_days > 60 {
+            problems.push("deadlines.reply_working_days must be 1 to 60".into());
+        }
+        if d.reminder_working_days_before >= d.reply_working_days {
+            problems.push(
+                "deadlines.reminder_working_days_before must be below deadlines.reply_working_days"
+                    .into(),
+            );
+        }
+        if d.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            problems.push(format!(
+                "deadlines.time_zone \"{}\" is not an IANA time zone (e.g. Europe/Moscow)",
+                d.time_zone
+            ));
+        }
+        if !["restart", "continue"].contains(&d.clarification.as_str()) {
+            problems.push(format!(
+                "deadlines.clarification \"{}\": restart or continue",
+                d.clarification
+            ));
+        }
+        for (i, f) in d.calendars.iter().enumerate() {
+            if !f.is_file() {
+                problems.push(format!(
+                    "deadlines.calendars[{i}]: {} is not a readable file",
+                    f.display()
+                ));
+            }
         }
         let mut names = std::collections::HashSet::new();
         for (i, a) in self.auditors.iter().enumerate() {

@@ -12,6 +12,7 @@ use crate::{journal_api, rest, schemas, soap};
 use axum::routing::{get, post};
 use axum::Router;
 use mezhved_core::clock::Clock;
+use mezhved_core::deadlines::{ClarificationPolicy, DeadlineRules, DeadlineRunner};
 use mezhved_core::exchange::{Exchange, Settings};
 use mezhved_core::journal::Journal;
 use mezhved_core::registry::{RegistryError, RegistryFile, RegistryHandle};
@@ -43,6 +44,44 @@ pub enum ServerError {
     SubjectKey { path: String, message: String },
     #[error("scheduler: {0}")]
     Scheduler(String),
+    #[error("production calendar: {0}")]
+    Calendar(#[from] mezhved_core::calendar::CalendarError),
+}
+
+/// The built-in federal calendar, then the configured files (later files win).
+pub fn load_calendar(config: &Config) -> Result<mezhved_core::calendar::Calendar, ServerError> {
+    let mut texts = vec![(
+        "builtin:ru-federal.toml".to_string(),
+        mezhved_core::calendar::BUILTIN_RU_FEDERAL.to_string(),
+    )];
+    for f in &config.deadlines.calendars {
+        texts.push((f.display().to_string(), std::fs::read_to_string(f)?));
+    }
+    let refs: Vec<(&str, &str)> = texts
+        .iter()
+        .map(|(l, t)| (l.as_str(), t.as_str()))
+        .collect();
+    Ok(mezhved_core::calendar::Calendar::from_toml_strs(&refs)?)
+}
+
+/// The deadline rules `config` describes.
+pub fn deadline_rules(config: &Config) -> Result<DeadlineRules, ServerError> {
+    let calendar = load_calendar(config)?;
+    let d = &config.deadlines;
+    Ok(DeadlineRules {
+        reply_working_days: d.reply_working_days,
+        reminder_working_days_before: d.reminder_working_days_before,
+        time_zone: d
+            .time_zone
+            .parse()
+            .map_err(|_| ServerError::Io(std::io::Error::other("bad deadlines.time_zone")))?,
+        calendar: Arc::new(calendar),
+        clarification: if d.clarification == "continue" {
+            ClarificationPolicy::Continue
+        } else {
+            ClarificationPolicy::Restart
+        },
+    })
 }
 
 /// What the handlers share.
@@ -168,6 +207,7 @@ impl Gateway {
             broker_name: config.exchange.broker_name.clone(),
             delivery_statuses: config.exchange.delivery_statuses,
             subject_key: subject_key.clone(),
+            deadlines: Some(deadline_rules(&config)?),
         };
         let journal = Arc::new(Journal::new(
             store.clone(),
@@ -267,6 +307,23 @@ impl Gateway {
             }
         });
         let scheduler = self.start_scheduler().await?;
+        // This node's deadline timer; its name in leases is unique per process.
+        let (timer_stop, timer_stopped) = tokio::sync::oneshot::channel::<()>();
+        let timer = DeadlineRunner::new(
+            self.state.store.clone(),
+            self.state.exchange.clone(),
+            self.state.clock.clone(),
+            format!(
+                "node-{}-{}-{}",
+                self.state.config.segment,
+                self.state.config.node,
+                uuid::Uuid::new_v4().simple()
+            ),
+            self.state.config.data_dir.clone(),
+        );
+        let timer = tokio::spawn(timer.run(async move {
+            let _ = timer_stopped.await;
+        }));
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "serving");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -286,6 +343,8 @@ impl Gateway {
             }
         }
         reloader.abort();
+        let _ = timer_stop.send(());
+        let _ = timer.await;
         let mut scheduler = scheduler;
         if let Err(e) = scheduler.shutdown().await {
             tracing::warn!(error = %e, "scheduler did not stop cleanly");

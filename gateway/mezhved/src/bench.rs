@@ -1924,6 +1924,7 @@ fn enqueue_via_store(env: &Env, host: &Host, n: u64) -> Result<(), String> {
                     answer: answer.clone(),
                     card,
                     original_status: None,
+                    lifecycle: Default::default(),
                 };
                 store.accept(message).await.map_err(|e| e.to_string())?;
             }

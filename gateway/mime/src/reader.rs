@@ -307,8 +307,7 @@ impl Session<'_> {
         let content_id = headers
             .content_id
             .ok_or(MimeError::MissingContentId { part: headers.part })?;
-        let (file, path) = create_part_file(self.dir).await?;
-        self.cleanup.paths.push(path.clone());
+        let (file, path) = create_part_file(self.dir, &mut self.cleanup)?;
         self.current = Some(Sink::File(Box::new(FileSink {
             writer: BufWriter::with_capacity(WRITE_BUFFER, file),
             path,
@@ -412,15 +411,24 @@ impl Session<'_> {
     }
 }
 
-async fn create_part_file(dir: &Path) -> Result<(tokio::fs::File, PathBuf), MimeError> {
+/// Creates the part's file and registers it with `cleanup` in one synchronous step: with
+/// an asynchronous open, a read cancelled while the open ran on a blocking thread could
+/// leave a file no cleanup knew about. Creating an empty file is one short syscall.
+fn create_part_file(
+    dir: &Path,
+    cleanup: &mut Cleanup,
+) -> Result<(tokio::fs::File, PathBuf), MimeError> {
     for _ in 0..16 {
         let path = dir.join(format!("part-{}.bin", random_hex()));
-        let mut options = tokio::fs::OpenOptions::new();
+        let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
-        options.mode(0o600);
-        match options.open(&path).await {
-            Ok(file) => return Ok((file, path)),
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&path) {
+            Ok(file) => {
+                cleanup.paths.push(path.clone());
+                return Ok((tokio::fs::File::from_std(file), path));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(MimeError::io(path, e)),
         }

@@ -115,4 +115,23 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn latest_checkpoint(&self) -> BoxFuture<'_, Result<Option<StoredCheckpoint>>>;
     /// Cards matching an auditor's filter, in global-ID order (one page).
     fn query_cards(&self, filter: CardFilter) -> BoxFuture<'_, Result<Vec<Card>>>;
+
+    // --- deadlines (rows written with their messages; fired once) ---
+
+    /// When the next pending deadline can be claimed (its due time or its lease's end).
+    fn next_deadline_at(&self) -> BoxFuture<'_, Result<Option<i64>>>;
+    /// Leases up to `limit` rows due at `now_ms` to `owner` for `lease_ms`.
+    fn claim_deadlines(
+        &self,
+        owner: String,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<ClaimedDeadline>>>;
+    /// Fires claimed rows in one transaction; a row no longer pending or leased by another
+    /// owner is skipped.
+    fn fire_deadlines(
+        &self,
+        firings: Vec<DeadlineFiring>,
+    ) -> BoxFuture<'_, Result<Vec<FireOutcome>>>;
 }

@@ -38,6 +38,9 @@ pub struct KindOfInformation {
     pub consent_required: bool,
     #[serde(default)]
     pub description: String,
+    /// The reply term in working days when a law sets one shorter than the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_working_days: Option<u32>,
 }
 
 /// A consumer system's right to request one kind of information.
@@ -172,6 +175,90 @@ pub struct NewMessage {
     pub card: Card,
     /// A status change of the card this message answers (`original_global_id`).
     pub original_status: Option<String>,
+    /// Deadlines written with the message, and deadlines it closes.
+    pub lifecycle: Lifecycle,
+}
+
+/// What a message does to deadlines, in the transaction that stores it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// Deadline rows of this message.
+    pub deadlines: Vec<NewDeadline>,
+    /// A final answer (or a clarification under the `restart` policy) closes the pending
+    /// reminder and overdue rows of the request it answers, and marks its card closed.
+    pub closes: Option<GlobalId>,
+}
+
+/// The kinds of deadline rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeadlineKind {
+    /// Before the reply deadline: a status to the provider.
+    Reminder,
+    /// At the reply deadline: statuses to both sides, an `overdue` event.
+    Overdue,
+    /// At the message's EOL, if it was not acknowledged: expired, payload removed.
+    Expiry,
+}
+
+impl DeadlineKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeadlineKind::Reminder => "reminder",
+            DeadlineKind::Overdue => "overdue",
+            DeadlineKind::Expiry => "expiry",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<DeadlineKind> {
+        match s {
+            "reminder" => Some(DeadlineKind::Reminder),
+            "overdue" => Some(DeadlineKind::Overdue),
+            "expiry" => Some(DeadlineKind::Expiry),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewDeadline {
+    pub kind: DeadlineKind,
+    pub due_at_ms: i64,
+}
+
+/// A deadline row claimed (leased) by one node's timer loop, with what firing needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedDeadline {
+    pub global_id: GlobalId,
+    pub kind: DeadlineKind,
+    pub due_at_ms: i64,
+    pub queue: Queue,
+    pub sender_system: String,
+    pub sender_message_id: String,
+    pub recipient_system: String,
+    pub kind_namespace: String,
+    pub kind_root: String,
+}
+
+/// Firing one claimed deadline: everything in one transaction, only if the row is still
+/// pending and leased by `owner`.
+#[derive(Debug, Clone)]
+pub struct DeadlineFiring {
+    pub global_id: GlobalId,
+    pub kind: DeadlineKind,
+    pub owner: String,
+    pub now_ms: i64,
+    /// Statuses to enqueue (reminder to the provider; overdue to both; expiry to the sender).
+    pub statuses: Vec<NewMessage>,
+    /// The journal event (`deadline.reminder`, `deadline.overdue`, `message.expired`).
+    pub event: NewEvent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FireOutcome {
+    /// Fired; for an expiry, the attachment files (relative paths) that may be removed.
+    Fired { attachments: Vec<String> },
+    /// Already fired, closed, or leased by another node: nothing done.
+    Skipped,
 }
 
 /// What an earlier SendRequest/SendResponse from the same system with the same MessageID
@@ -218,6 +305,10 @@ pub struct Delivery {
     pub attachments: Vec<StoredAttachment>,
     pub delivery_count: u32,
     pub first_delivered_at_ms: i64,
+    /// The reply deadline (a request's, from its card).
+    pub due_at_ms: Option<i64>,
+    /// A response that arrived after its request's deadline.
+    pub late: bool,
 }
 
 /// The receiver's own registration of a message (the second of triple registration).
@@ -266,6 +357,10 @@ pub struct MessageInfo {
     pub original_global_id: Option<GlobalId>,
     pub acknowledged: bool,
     pub received_at_ms: i64,
+    /// The reply deadline of a request (from its card).
+    pub due_at_ms: Option<i64>,
+    /// When a final answer (or a clarification under `restart`) closed its deadline.
+    pub closed_at_ms: Option<i64>,
 }
 
 /// Pending messages of one queue and kind for one recipient.

@@ -33,6 +33,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     ),
     (2, include_str!("../migrations/0002_queue_counters.sql")),
     (3, include_str!("../migrations/0003_journal.sql")),
+    (4, include_str!("../migrations/0004_deadlines.sql")),
 ];
 
 impl From<rusqlite::Error> for StoreError {
@@ -417,7 +418,8 @@ fn read_registry(conn: &Connection) -> Result<RegistryData> {
         });
     }
     let mut st = conn.prepare_cached(
-        "SELECT namespace, root_element, name, provider_system, restricted, consent_required, description
+        "SELECT namespace, root_element, name, provider_system, restricted, consent_required, description,
+             reply_working_days
          FROM kinds ORDER BY namespace, root_element",
     )?;
     data.kinds = st
@@ -430,6 +432,7 @@ fn read_registry(conn: &Connection) -> Result<RegistryData> {
                 restricted: r.get(4)?,
                 consent_required: r.get(5)?,
                 description: r.get(6)?,
+                reply_working_days: r.get(7)?,
             })
         })?
         .collect::<std::result::Result<_, _>>()?;
@@ -512,13 +515,17 @@ fn apply_change(tx: &Transaction<'_>, change: &RegistryChange) -> Result<bool> {
             non_empty("kind name", &k.name)?;
             tx.execute(
                 "INSERT INTO kinds (namespace, root_element, name, provider_system, restricted,
-                     consent_required, description) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     consent_required, description, reply_working_days)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (namespace, root_element) DO UPDATE SET name = excluded.name,
                      provider_system = excluded.provider_system, restricted = excluded.restricted,
-                     consent_required = excluded.consent_required, description = excluded.description
-                 WHERE (name, provider_system, restricted, consent_required, description)
+                     consent_required = excluded.consent_required, description = excluded.description,
+                     reply_working_days = excluded.reply_working_days
+                 WHERE (name, provider_system, restricted, consent_required, description,
+                        reply_working_days)
                      IS NOT (excluded.name, excluded.provider_system, excluded.restricted,
-                             excluded.consent_required, excluded.description)",
+                             excluded.consent_required, excluded.description,
+                             excluded.reply_working_days)",
                 params![
                     k.namespace,
                     k.root_element,
@@ -526,7 +533,8 @@ fn apply_change(tx: &Transaction<'_>, change: &RegistryChange) -> Result<bool> {
                     k.provider_system,
                     k.restricted,
                     k.consent_required,
-                    k.description
+                    k.description,
+                    k.reply_working_days
                 ],
             )
             .map_err(|e| change_error(e, &format!("kind {{{}}}{}", k.namespace, k.root_element)))?
@@ -758,11 +766,154 @@ fn insert_message(tx: &Transaction<'_>, m: &NewMessage, journal: bool) -> Result
     if journal {
         crate::journal::append(tx, &accepted_event(m))?;
     }
+    let mut st =
+        tx.prepare_cached("INSERT INTO deadlines (global_id, kind, due_at) VALUES (?1, ?2, ?3)")?;
+    for d in &m.lifecycle.deadlines {
+        st.execute(params![&m.global_id[..], d.kind.name(), d.due_at_ms])?;
+    }
+    if let Some(original) = &m.lifecycle.closes {
+        close_deadlines(tx, original, m.received_at_ms)?;
+    }
     if let (Some(original), Some(status)) = (&m.original_global_id, &m.original_status) {
         tx.prepare_cached("UPDATE cards SET status = ?2 WHERE global_id = ?1")?
             .execute(params![&original[..], status])?;
     }
     Ok(())
+}
+
+/// A final answer closes the request's pending reply deadlines (a fired overdue row stays
+/// fired: the answer was late) and marks its card closed, once.
+fn close_deadlines(tx: &Transaction<'_>, request: &GlobalId, now_ms: i64) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE deadlines SET closed_at = ?2
+         WHERE global_id = ?1 AND kind IN ('reminder', 'overdue')
+           AND fired_at IS NULL AND closed_at IS NULL",
+    )?
+    .execute(params![&request[..], now_ms])?;
+    tx.prepare_cached(
+        "UPDATE cards SET closed_at = ?2 WHERE global_id = ?1 AND closed_at IS NULL",
+    )?
+    .execute(params![&request[..], now_ms])?;
+    Ok(())
+}
+
+fn claim_deadlines(
+    tx: &Transaction<'_>,
+    owner: &str,
+    now_ms: i64,
+    lease_ms: i64,
+    limit: usize,
+) -> Result<Vec<ClaimedDeadline>> {
+    // Rows due now whose lease is free or lapsed (a node that claimed them died).
+    let rows: Vec<(Vec<u8>, String, i64)> = tx
+        .prepare_cached(
+            "SELECT global_id, kind, due_at FROM deadlines INDEXED BY deadlines_pending
+             WHERE fired_at IS NULL AND closed_at IS NULL AND due_at <= ?1
+               AND (lease_until IS NULL OR lease_until <= ?1)
+             ORDER BY due_at LIMIT ?2",
+        )?
+        .query_map(
+            params![now_ms, i64::try_from(limit).unwrap_or(i64::MAX)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?
+        .collect::<std::result::Result<_, _>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    let mut lease = tx.prepare_cached(
+        "UPDATE deadlines SET lease_owner = ?3, lease_until = ?4 WHERE global_id = ?1 AND kind = ?2",
+    )?;
+    let mut info = tx.prepare_cached(
+        "SELECT queue, sender_system, sender_message_id, recipient_system, kind_namespace, kind_root
+         FROM cards WHERE global_id = ?1",
+    )?;
+    for (gid, kind, due) in rows {
+        lease.execute(params![&gid[..], kind, owner, now_ms + lease_ms])?;
+        let kind = DeadlineKind::from_name(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("deadline kind {kind}")))?;
+        let card: Option<(i64, String, String, String, String, String)> = info
+            .query_row([&gid[..]], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .optional()?;
+        let Some((q, sender, smid, recipient, kns, kroot)) = card else {
+            return Err(StoreError::Corrupt("a deadline without a card".into()));
+        };
+        out.push(ClaimedDeadline {
+            global_id: blob16(gid)?,
+            kind,
+            due_at_ms: due,
+            queue: queue_of(q)?,
+            sender_system: sender,
+            sender_message_id: smid,
+            recipient_system: recipient,
+            kind_namespace: kns,
+            kind_root: kroot,
+        });
+    }
+    Ok(out)
+}
+
+fn fire_deadline(
+    tx: &Transaction<'_>,
+    f: &DeadlineFiring,
+    journal: bool,
+) -> Result<(FireOutcome, bool)> {
+    let fired = tx
+        .prepare_cached(
+            "UPDATE deadlines SET fired_at = ?4
+             WHERE global_id = ?1 AND kind = ?2 AND lease_owner = ?3
+               AND fired_at IS NULL AND closed_at IS NULL",
+        )?
+        .execute(params![&f.global_id[..], f.kind.name(), f.owner, f.now_ms])?;
+    if fired == 0 {
+        return Ok((FireOutcome::Skipped, false));
+    }
+    let mut attachments = Vec::new();
+    let mut erased = false;
+    match f.kind {
+        DeadlineKind::Reminder => {}
+        DeadlineKind::Overdue => {
+            tx.prepare_cached("UPDATE cards SET overdue_at = ?2 WHERE global_id = ?1")?
+                .execute(params![&f.global_id[..], f.now_ms])?;
+        }
+        DeadlineKind::Expiry => {
+            // Undelivered (unacknowledged) past its EOL: the payload goes, the card says so.
+            let pending = tx
+                .prepare_cached(
+                    "UPDATE messages SET acked_at = ?2, payload = NULL
+                     WHERE global_id = ?1 AND acked_at IS NULL",
+                )?
+                .execute(params![&f.global_id[..], f.now_ms])?;
+            if pending == 0 {
+                // Acknowledged meanwhile: nothing expires.
+                return Ok((FireOutcome::Skipped, false));
+            }
+            attachments = attachments_of(tx, &f.global_id)?
+                .into_iter()
+                .map(|a| a.path)
+                .collect();
+            tx.prepare_cached("DELETE FROM attachments WHERE global_id = ?1")?
+                .execute([&f.global_id[..]])?;
+            tx.prepare_cached("UPDATE cards SET status = 'expired' WHERE global_id = ?1")?
+                .execute([&f.global_id[..]])?;
+            // The reply deadlines of an expired request end with it.
+            close_deadlines(tx, &f.global_id, f.now_ms)?;
+            erased = true;
+        }
+    }
+    for m in &f.statuses {
+        insert_message(tx, m, journal)?;
+    }
+    if journal {
+        crate::journal::append(tx, &f.event)?;
+    }
+    Ok((FireOutcome::Fired { attachments }, erased))
 }
 
 fn attachments_of(conn: &Connection, global_id: &[u8]) -> Result<Vec<StoredAttachment>> {
@@ -799,7 +950,10 @@ fn attachments_of(conn: &Connection, global_id: &[u8]) -> Result<Vec<StoredAttac
 fn lease(tx: &Transaction<'_>, req: &LeaseRequest, journal: bool) -> Result<Option<Delivery>> {
     const COLUMNS: &str =
         "seq, global_id, sender_system, sender_message_id, kind_namespace, kind_root,
-        original_global_id, checksum, received_at, payload, delivery_count, first_delivered_at";
+        original_global_id, checksum, received_at, payload, delivery_count, first_delivered_at,
+        (SELECT c.due_at FROM cards c WHERE c.global_id = messages.global_id),
+        coalesce((SELECT json_extract(c.details, '$.late') FROM cards c
+                  WHERE c.global_id = messages.global_id), 0)";
     let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<_> {
         Ok((
             r.get::<_, i64>(0)?,
@@ -814,6 +968,8 @@ fn lease(tx: &Transaction<'_>, req: &LeaseRequest, journal: bool) -> Result<Opti
             r.get::<_, Option<Vec<u8>>>(9)?,
             r.get::<_, i64>(10)?,
             r.get::<_, Option<i64>>(11)?,
+            r.get::<_, Option<i64>>(12)?,
+            r.get::<_, bool>(13)?,
         ))
     };
     let row = match &req.selector {
@@ -839,8 +995,22 @@ fn lease(tx: &Transaction<'_>, req: &LeaseRequest, journal: bool) -> Result<Opti
             )
             .optional()?,
     };
-    let Some((seq, gid, sender, smid, kns, kroot, orig, checksum, received, payload, count, first)) =
-        row
+    let Some((
+        seq,
+        gid,
+        sender,
+        smid,
+        kns,
+        kroot,
+        orig,
+        checksum,
+        received,
+        payload,
+        count,
+        first,
+        due,
+        late,
+    )) = row
     else {
         return Ok(None);
     };
@@ -888,6 +1058,8 @@ fn lease(tx: &Transaction<'_>, req: &LeaseRequest, journal: bool) -> Result<Opti
         attachments,
         delivery_count: (count + 1) as u32,
         first_delivered_at_ms: first,
+        due_at_ms: due,
+        late,
     }))
 }
 
@@ -929,6 +1101,12 @@ fn ack(tx: &Transaction<'_>, cmd: &AckCommand, journal: bool) -> Result<(AckOutc
         .collect();
     tx.prepare_cached("DELETE FROM attachments WHERE global_id = ?1")?
         .execute([&cmd.global_id[..]])?;
+    // Delivered in time: its EOL no longer matters.
+    tx.prepare_cached(
+        "UPDATE deadlines SET closed_at = ?2
+         WHERE global_id = ?1 AND kind = 'expiry' AND fired_at IS NULL AND closed_at IS NULL",
+    )?
+    .execute(params![&cmd.global_id[..], cmd.now_ms])?;
     let (number, at) = match &cmd.receiver_registration {
         Some(r) => (Some(r.number.as_str()), Some(r.registered_at_ms)),
         None => (None, None),
@@ -960,25 +1138,32 @@ fn ack(tx: &Transaction<'_>, cmd: &AckCommand, journal: bool) -> Result<(AckOutc
 fn message_info(conn: &Connection, global_id: &[u8]) -> Result<Option<MessageInfo>> {
     let row = conn
         .prepare_cached(
-            "SELECT queue, sender_system, sender_message_id, recipient_system, kind_namespace,
-                 kind_root, original_global_id, acked_at IS NOT NULL, received_at
-             FROM messages WHERE global_id = ?1",
+            "SELECT m.queue, m.sender_system, m.sender_message_id, m.recipient_system,
+                 m.kind_namespace, m.kind_root, m.original_global_id, m.acked_at IS NOT NULL,
+                 m.received_at, c.due_at, c.closed_at
+             FROM messages m LEFT JOIN cards c ON c.global_id = m.global_id
+             WHERE m.global_id = ?1",
         )?
         .query_row([global_id], |r| {
             Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
+                (
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ),
                 r.get::<_, Option<Vec<u8>>>(6)?,
                 r.get::<_, bool>(7)?,
                 r.get::<_, i64>(8)?,
+                r.get::<_, Option<i64>>(9)?,
+                r.get::<_, Option<i64>>(10)?,
             ))
         })
         .optional()?;
-    let Some((q, sender, smid, recipient, kns, kroot, orig, acked, received)) = row else {
+    let Some(((q, sender, smid, recipient, kns, kroot), orig, acked, received, due, closed)) = row
+    else {
         return Ok(None);
     };
     Ok(Some(MessageInfo {
@@ -992,6 +1177,8 @@ fn message_info(conn: &Connection, global_id: &[u8]) -> Result<Option<MessageInf
         original_global_id: orig.map(blob16).transpose()?,
         acknowledged: acked,
         received_at_ms: received,
+        due_at_ms: due,
+        closed_at_ms: closed,
     }))
 }
 
@@ -1256,6 +1443,53 @@ impl Store for SqliteStore {
                 }
             }
             Ok(cards)
+        }))
+    }
+
+    fn next_deadline_at(&self) -> BoxFuture<'_, Result<Option<i64>>> {
+        Box::pin(self.read(|c| {
+            // The earliest instant at which a pending row can be claimed: its due time, or
+            // the end of its current lease.
+            let v: Option<i64> = c
+                .prepare_cached(
+                    "SELECT min(max(due_at, coalesce(lease_until, 0)))
+                     FROM (SELECT due_at, lease_until FROM deadlines INDEXED BY deadlines_pending
+                           WHERE fired_at IS NULL AND closed_at IS NULL
+                           ORDER BY due_at LIMIT 1000)",
+                )?
+                .query_row([], |r| r.get(0))?;
+            Ok(v)
+        }))
+    }
+
+    fn claim_deadlines(
+        &self,
+        owner: String,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<ClaimedDeadline>>> {
+        Box::pin(
+            self.write(move |tx| {
+                Ok((claim_deadlines(tx, &owner, now_ms, lease_ms, limit)?, false))
+            }),
+        )
+    }
+
+    fn fire_deadlines(
+        &self,
+        firings: Vec<DeadlineFiring>,
+    ) -> BoxFuture<'_, Result<Vec<FireOutcome>>> {
+        let journal = self.options.journal;
+        Box::pin(self.write(move |tx| {
+            let mut erased = false;
+            let mut out = Vec::with_capacity(firings.len());
+            for f in &firings {
+                let (outcome, e) = fire_deadline(tx, f, journal)?;
+                erased |= e;
+                out.push(outcome);
+            }
+            Ok((out, erased))
         }))
     }
 }

@@ -13,12 +13,22 @@
 //!   states the row's size and root); so consecutive checkpoints are consistent with each
 //!   other, and no checkpoint is larger than the journal.
 //!
-//! How it runs (what keeps it at about a million events per second on one core, most of
-//! it SHA-256: see the `verify_speed` test):
-//! - one read transaction, so every statement sees the same snapshot;
+//! How it runs (what keeps it above a million events per second on two cores: see the
+//! `verify_speed` test):
+//! - one read transaction on the caller's connection, so every statement sees the same
+//!   snapshot. Only the calling thread touches the connection (it is not `Sync`, and a
+//!   second connection would be a second snapshot): it steps every statement;
 //! - the events are streamed `ORDER BY seq` through one prepared statement, never held in
-//!   memory; a leaf is scanned only as far as its top-level members, without allocating
-//!   (leaves not in the writer's canonical form go to serde_json instead);
+//!   memory beyond a few batches: the calling thread copies the rows into batches of
+//!   2,048 (each batch's bytes into one buffer, three batches reused in turn) and hands
+//!   them to one worker thread (`std::thread::scope`), which parses each leaf,
+//!   checks the row's index columns against it and computes its leaf hash, and hands the
+//!   batch back with one result per row. Everything else stays on the calling thread, in
+//!   row order: the tree, the node merge join, the checkpoints and every report, so the
+//!   divergences and their order are the same whatever the batch size (a test checks it);
+//!   while the worker works on one batch the calling thread reads and checks the others;
+//! - a leaf is scanned only as far as its top-level members, without allocating (leaves
+//!   not in the writer's canonical form go to serde_json instead);
 //! - the stored nodes are read by a merge join, not by lookups: one statement per level,
 //!   `ORDER BY idx`, advanced in lockstep with [`merkle::TreeBuilder::push_with_nodes`],
 //!   which completes each level's nodes in index order;
@@ -42,6 +52,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::mpsc;
 
 /// Divergences collected at most; later ones are only counted.
 pub const MAX_PROBLEMS: usize = 20;
@@ -601,30 +612,35 @@ fn show_leaf<T: fmt::Debug>(v: &Option<T>) -> String {
     }
 }
 
-/// Checks the index columns of row `seq` against its leaf's members.
+/// Checks the index columns of row `seq` against its leaf's members; appends what
+/// disagrees to `problems`, in the order `at`, `type`, `actor`, `global_id`.
 fn check_columns(
-    checker: &mut Checker,
+    problems: &mut Vec<Divergence>,
     seq: u64,
     head: &LeafHead<'_>,
-    row: &rusqlite::Row<'_>,
-) -> Result<()> {
-    let at = row.get_ref(1)?;
+    row: &EventRow,
+    bytes: &[u8],
+) {
+    let at = row.at.value(bytes);
     if !matches!((at, head.at), (ValueRef::Integer(c), Some(l)) if c == l) {
-        checker.report(Divergence::ColumnDisagrees {
+        problems.push(Divergence::ColumnDisagrees {
             seq,
             column: "at",
             column_value: show(at),
             leaf_value: show_leaf(&head.at),
         });
     }
-    for (i, column, leaf) in [(2, "type", &head.event_type), (4, "actor", &head.actor)] {
-        let value = row.get_ref(i)?;
+    for (value, column, leaf) in [
+        (row.event_type, "type", &head.event_type),
+        (row.actor, "actor", &head.actor),
+    ] {
+        let value = value.value(bytes);
         let same = match (value, leaf) {
             (ValueRef::Text(c), Some(l)) => c == &l.0[..],
             _ => false,
         };
         if !same {
-            checker.report(Divergence::ColumnDisagrees {
+            problems.push(Divergence::ColumnDisagrees {
                 seq,
                 column,
                 column_value: show(value),
@@ -632,21 +648,176 @@ fn check_columns(
             });
         }
     }
-    let gid = row.get_ref(3)?;
+    let gid = row.global_id.value(bytes);
     let same = match (gid, &head.global_id) {
         (ValueRef::Null, None) => true,
         (ValueRef::Blob(c), Some(l)) => parse_uuid(&l.0).is_some_and(|l| l[..] == *c),
         _ => false,
     };
     if !same {
-        checker.report(Divergence::ColumnDisagrees {
+        problems.push(Divergence::ColumnDisagrees {
             seq,
             column: "global_id",
             column_value: show(gid),
             leaf_value: show_leaf(&head.global_id),
         });
     }
-    Ok(())
+}
+
+/// Rows of `journal_events` per [`Batch`]: large enough that the hand-over costs nothing
+/// per row, small enough (about a megabyte of leaves) to stay in cache between the threads.
+const BATCH_ROWS: usize = 2048;
+
+/// Batches in circulation: one being filled or checked by the calling thread, the others
+/// queued for or being analysed by the worker.
+const BATCHES: usize = 3;
+
+/// A column value copied out of a row; text and blobs are ranges of [`Batch::bytes`].
+#[derive(Debug, Clone, Copy)]
+enum Column {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(usize, usize),
+    Blob(usize, usize),
+}
+
+impl Column {
+    /// Copies `v` (its bytes to the end of `bytes`).
+    fn copy(v: ValueRef<'_>, bytes: &mut Vec<u8>) -> Column {
+        let mut range = |b: &[u8]| {
+            let start = bytes.len();
+            bytes.extend_from_slice(b);
+            (start, bytes.len())
+        };
+        match v {
+            ValueRef::Null => Column::Null,
+            ValueRef::Integer(i) => Column::Integer(i),
+            ValueRef::Real(r) => Column::Real(r),
+            ValueRef::Text(t) => {
+                let (s, e) = range(t);
+                Column::Text(s, e)
+            }
+            ValueRef::Blob(b) => {
+                let (s, e) = range(b);
+                Column::Blob(s, e)
+            }
+        }
+    }
+
+    fn value(self, bytes: &[u8]) -> ValueRef<'_> {
+        match self {
+            Column::Null => ValueRef::Null,
+            Column::Integer(i) => ValueRef::Integer(i),
+            Column::Real(r) => ValueRef::Real(r),
+            Column::Text(s, e) => ValueRef::Text(&bytes[s..e]),
+            Column::Blob(s, e) => ValueRef::Blob(&bytes[s..e]),
+        }
+    }
+}
+
+/// A row of `journal_events` as copied into a [`Batch`].
+#[derive(Debug)]
+struct EventRow {
+    seq: i64,
+    at: Column,
+    event_type: Column,
+    global_id: Column,
+    actor: Column,
+    /// The leaf's range of [`Batch::bytes`] (empty if the column is neither text nor blob).
+    leaf: (usize, usize),
+}
+
+/// What the worker found in a row with a non-negative `seq`.
+#[derive(Debug)]
+struct RowAnalysis {
+    leaf_hash: Hash,
+    /// The leaf's `seq` minus the row's (0 when the leaf has no `seq`, which
+    /// [`parse_head`] refuses), or why the leaf is not a journal leaf.
+    offset: std::result::Result<i64, String>,
+    /// The end of this row's column divergences in [`Batch::problems`] (they start at the
+    /// previous row's end).
+    problems_end: usize,
+}
+
+/// Consecutive rows of `journal_events`, filled by the calling thread, analysed by the
+/// worker ([`Batch::analyse`]) and checked by the calling thread, then reused.
+#[derive(Debug, Default)]
+struct Batch {
+    /// The rows' text and blob bytes.
+    bytes: Vec<u8>,
+    rows: Vec<EventRow>,
+    /// One per row with a non-negative `seq`, in order.
+    analyses: Vec<RowAnalysis>,
+    /// The rows' column divergences, in row order.
+    problems: Vec<Divergence>,
+}
+
+impl Batch {
+    /// Copies the next rows: `limit` of them, fewer only at the end.
+    fn fill(&mut self, rows: &mut rusqlite::Rows<'_>, limit: usize) -> Result<()> {
+        self.bytes.clear();
+        self.rows.clear();
+        while self.rows.len() < limit {
+            let Some(row) = rows.next()? else {
+                break;
+            };
+            let seq: i64 = row.get(0)?;
+            let at = Column::copy(row.get_ref(1)?, &mut self.bytes);
+            let event_type = Column::copy(row.get_ref(2)?, &mut self.bytes);
+            let global_id = Column::copy(row.get_ref(3)?, &mut self.bytes);
+            let actor = Column::copy(row.get_ref(4)?, &mut self.bytes);
+            let leaf = match row.get_ref(5)? {
+                ValueRef::Blob(b) | ValueRef::Text(b) => {
+                    let start = self.bytes.len();
+                    self.bytes.extend_from_slice(b);
+                    (start, self.bytes.len())
+                }
+                _ => (0, 0),
+            };
+            self.rows.push(EventRow {
+                seq,
+                at,
+                event_type,
+                global_id,
+                actor,
+                leaf,
+            });
+        }
+        Ok(())
+    }
+
+    /// The worker's part: parses each leaf, checks its row's columns and hashes it.
+    fn analyse(&mut self) {
+        let Batch {
+            bytes,
+            rows,
+            analyses,
+            problems,
+        } = self;
+        analyses.clear();
+        problems.clear();
+        for row in rows.iter() {
+            let Ok(seq) = u64::try_from(row.seq) else {
+                continue; // reported by the calling thread
+            };
+            let leaf = &bytes[row.leaf.0..row.leaf.1];
+            let offset = parse_head(leaf).map(|head| {
+                let leaf_seq = head.seq.unwrap_or(seq);
+                let offset = (leaf_seq as i128 - seq as i128)
+                    .clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+                if offset == 0 {
+                    check_columns(problems, seq, &head, row, bytes);
+                }
+                offset
+            });
+            analyses.push(RowAnalysis {
+                leaf_hash: merkle::leaf_hash(leaf),
+                offset,
+                problems_end: problems.len(),
+            });
+        }
+    }
 }
 
 /// Reads a leaf's common members; the error is the reason it is not a journal leaf.
@@ -928,11 +1099,25 @@ fn read_checkpoint(
 ///
 /// Open `conn` with `SQLITE_OPEN_NO_MUTEX`: in SQLite's serialized mode every column read
 /// takes the connection's mutex, which costs about a fifth of the run.
+///
+/// Runs a worker thread besides the calling one, which keeps `conn` (module docs).
 pub fn verify_journal(
     conn: &Connection,
     verify_note: &dyn Fn(&StoredCheckpoint) -> std::result::Result<(), String>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<VerifyReport> {
+    verify_in_batches(conn, BATCH_ROWS, verify_note, progress)
+}
+
+/// [`verify_journal`] with batches of `batch_rows` rows (at least 1): the report does not
+/// depend on it, which the tests check with tiny batches.
+fn verify_in_batches(
+    conn: &Connection,
+    batch_rows: usize,
+    verify_note: &dyn Fn(&StoredCheckpoint) -> std::result::Result<(), String>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<VerifyReport> {
+    let batch_rows = batch_rows.max(1);
     // One snapshot for every statement (declared first, so it is dropped last).
     let _snapshot = if conn.is_autocommit() {
         Some(conn.unchecked_transaction()?)
@@ -999,106 +1184,144 @@ pub fn verify_journal(
         &builder,
         verify_note,
     )?;
-    while let Some(row) = event_rows.next()? {
-        let seq: i64 = row.get(0)?;
-        let Ok(seq) = u64::try_from(seq) else {
-            checker.report(Divergence::BadRow {
-                seq,
-                reason: "negative seq".into(),
-            });
-            continue;
-        };
-        checker.report.events += 1;
-        if seq > position {
-            // Rows `position..seq` are missing: their stored leaf hashes stand in for them
-            // while they exist.
-            let first_missing = position;
-            while position < seq && lost.is_none() {
-                let stored = match &cursors[0].peeked {
-                    Some((i, Ok(h))) if *i >= 0 && *i as u64 == position => Some(*h),
-                    _ => None,
+    // The pipeline: this thread steps the statements and checks the tree, the worker
+    // parses and hashes the leaves of the batches in between (module docs).
+    std::thread::scope(|scope| -> Result<()> {
+        let (work_tx, work_rx) = mpsc::sync_channel::<Batch>(BATCHES);
+        let (done_tx, done_rx) = mpsc::sync_channel::<Batch>(BATCHES);
+        scope.spawn(move || {
+            for mut batch in work_rx {
+                batch.analyse();
+                if done_tx.send(batch).is_err() {
+                    break;
+                }
+            }
+        });
+        let worker_gone = || StoreError::Corrupt("the verifier's worker thread stopped".into());
+        let mut free: Vec<Batch> = (0..BATCHES).map(|_| Batch::default()).collect();
+        let mut in_flight = 0usize;
+        let mut exhausted = false;
+        loop {
+            while !exhausted {
+                let Some(mut batch) = free.pop() else {
+                    break;
                 };
-                match stored {
-                    Some(h) => {
-                        push(&mut builder, &mut cursors, &mut checker, h, false)?;
-                        position += 1;
-                        check_checkpoints(
-                            &mut checker,
-                            &mut cp_state,
-                            &mut next_checkpoint,
-                            &mut checkpoint_rows,
-                            position,
-                            lost,
-                            &builder,
-                            verify_note,
-                        )?;
+                batch.fill(&mut event_rows, batch_rows)?;
+                exhausted = batch.rows.len() < batch_rows;
+                if batch.rows.is_empty() {
+                    free.push(batch);
+                    break;
+                }
+                work_tx.send(batch).map_err(|_| worker_gone())?;
+                in_flight += 1;
+            }
+            if in_flight == 0 {
+                return Ok(());
+            }
+            // Batches come back in the order they were sent (one worker, FIFO channels).
+            let mut batch = done_rx.recv().map_err(|_| worker_gone())?;
+            in_flight -= 1;
+            let mut analyses = batch.analyses.drain(..);
+            let mut problems = batch.problems.drain(..);
+            let mut problems_done = 0;
+            for row in &batch.rows {
+                let Ok(seq) = u64::try_from(row.seq) else {
+                    checker.report(Divergence::BadRow {
+                        seq: row.seq,
+                        reason: "negative seq".into(),
+                    });
+                    continue;
+                };
+                let analysis = analyses.next().ok_or_else(worker_gone)?;
+                checker.report.events += 1;
+                if seq > position {
+                    // Rows `position..seq` are missing: their stored leaf hashes stand in
+                    // for them while they exist.
+                    let first_missing = position;
+                    while position < seq && lost.is_none() {
+                        let stored = match &cursors[0].peeked {
+                            Some((i, Ok(h))) if *i >= 0 && *i as u64 == position => Some(*h),
+                            _ => None,
+                        };
+                        match stored {
+                            Some(h) => {
+                                push(&mut builder, &mut cursors, &mut checker, h, false)?;
+                                position += 1;
+                                check_checkpoints(
+                                    &mut checker,
+                                    &mut cp_state,
+                                    &mut next_checkpoint,
+                                    &mut checkpoint_rows,
+                                    position,
+                                    lost,
+                                    &builder,
+                                    verify_note,
+                                )?;
+                            }
+                            None => lost = Some(position),
+                        }
                     }
-                    None => lost = Some(position),
+                    checker.report(Divergence::EventsMissing {
+                        first: first_missing,
+                        last: seq - 1,
+                        leaf_hashes_kept: lost.is_none(),
+                    });
+                    position = seq;
+                    check_checkpoints(
+                        &mut checker,
+                        &mut cp_state,
+                        &mut next_checkpoint,
+                        &mut checkpoint_rows,
+                        position,
+                        lost,
+                        &builder,
+                        verify_note,
+                    )?;
+                }
+                let misplaced = match analysis.offset {
+                    Ok(offset) => {
+                        checker.shifted(seq, offset);
+                        for _ in problems_done..analysis.problems_end {
+                            let d = problems.next().ok_or_else(worker_gone)?;
+                            checker.report(d);
+                        }
+                        offset != 0
+                    }
+                    Err(reason) => {
+                        checker.shifted(seq, 0);
+                        checker.report(Divergence::LeafUnreadable { seq, reason });
+                        false
+                    }
+                };
+                problems_done = analysis.problems_end;
+                if lost.is_none() {
+                    push(
+                        &mut builder,
+                        &mut cursors,
+                        &mut checker,
+                        analysis.leaf_hash,
+                        misplaced,
+                    )?;
+                }
+                position += 1;
+                check_checkpoints(
+                    &mut checker,
+                    &mut cp_state,
+                    &mut next_checkpoint,
+                    &mut checkpoint_rows,
+                    position,
+                    lost,
+                    &builder,
+                    verify_note,
+                )?;
+                if position % PROGRESS_EVERY == 0 {
+                    progress(position, total.max(position));
                 }
             }
-            checker.report(Divergence::EventsMissing {
-                first: first_missing,
-                last: seq - 1,
-                leaf_hashes_kept: lost.is_none(),
-            });
-            position = seq;
-            check_checkpoints(
-                &mut checker,
-                &mut cp_state,
-                &mut next_checkpoint,
-                &mut checkpoint_rows,
-                position,
-                lost,
-                &builder,
-                verify_note,
-            )?;
+            drop((analyses, problems));
+            free.push(batch);
         }
-        let leaf = match row.get_ref(5)? {
-            ValueRef::Blob(b) => b,
-            ValueRef::Text(t) => t,
-            _ => &[],
-        };
-        let misplaced = match parse_head(leaf) {
-            Ok(head) => {
-                let leaf_seq = head.seq.unwrap_or(seq);
-                let offset = (leaf_seq as i128 - seq as i128)
-                    .clamp(i64::MIN as i128, i64::MAX as i128) as i64;
-                checker.shifted(seq, offset);
-                if offset == 0 {
-                    check_columns(&mut checker, seq, &head, row)?;
-                }
-                offset != 0
-            }
-            Err(reason) => {
-                checker.shifted(seq, 0);
-                checker.report(Divergence::LeafUnreadable { seq, reason });
-                false
-            }
-        };
-        if lost.is_none() {
-            push(
-                &mut builder,
-                &mut cursors,
-                &mut checker,
-                merkle::leaf_hash(leaf),
-                misplaced,
-            )?;
-        }
-        position += 1;
-        check_checkpoints(
-            &mut checker,
-            &mut cp_state,
-            &mut next_checkpoint,
-            &mut checkpoint_rows,
-            position,
-            lost,
-            &builder,
-            verify_note,
-        )?;
-        if position % PROGRESS_EVERY == 0 {
-            progress(position, total.max(position));
-        }
-    }
+    })?;
     // Checkpoints beyond the end.
     while let Some(cp) = next_checkpoint.take() {
         if let Ok(cp) = &cp {
@@ -1371,6 +1594,158 @@ mod tests {
             .unwrap_err()
             .contains("version 2"));
         assert!(parse_head(br#"{"v":1}"#).unwrap_err().contains("seq"));
+    }
+
+    /// A journal of `n` events written straight into a new store's file, with checkpoints
+    /// at `checkpoints` (notes `"ok"`), its triggers dropped for tampering.
+    fn small_journal(dir: &tempfile::TempDir, n: u64, checkpoints: &[u64]) -> Connection {
+        let path = dir.path().join("journal.db");
+        crate::sqlite::SqliteStore::open(&path, Default::default())
+            .unwrap()
+            .close();
+        let conn = Connection::open(&path).unwrap();
+        for t in ["events", "nodes", "checkpoints"] {
+            for op in ["update", "delete"] {
+                conn.execute_batch(&format!("DROP TRIGGER journal_{t}_no_{op}"))
+                    .unwrap();
+            }
+        }
+        let mut builder = TreeBuilder::new();
+        for seq in 0..n {
+            let event = crate::model::NewEvent {
+                at_ms: 1000 + seq as i64,
+                event_type: "message.accepted".into(),
+                global_id: (seq % 3 != 0).then_some([seq as u8; 16]),
+                actor: format!("SYS_{}", seq % 5),
+                body: serde_json::json!({ "note": format!("event {seq}"), "n": [seq, {}] })
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            };
+            let leaf = crate::journal::encode_leaf(seq, &event).unwrap();
+            conn.execute(
+                "INSERT INTO journal_events (seq, at, type, global_id, actor, leaf)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                rusqlite::params![
+                    seq as i64,
+                    event.at_ms,
+                    event.event_type,
+                    event.global_id.map(|g| g.to_vec()),
+                    event.actor,
+                    leaf
+                ],
+            )
+            .unwrap();
+            let mut nodes = Vec::new();
+            builder
+                .push_with_nodes(merkle::leaf_hash(&leaf), |l, i, h| nodes.push((l, i, *h)))
+                .unwrap();
+            for (l, i, h) in nodes {
+                conn.execute(
+                    "INSERT INTO journal_nodes (level, idx, hash) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![l, i as i64, &h[..]],
+                )
+                .unwrap();
+            }
+            if checkpoints.contains(&(seq + 1)) {
+                conn.execute(
+                    "INSERT INTO journal_checkpoints (size, root, made_at, note)
+                     VALUES (?1, ?2, 0, 'ok')",
+                    rusqlite::params![seq as i64 + 1, &builder.root()[..]],
+                )
+                .unwrap();
+            }
+        }
+        conn
+    }
+
+    fn run(conn: &Connection, batch_rows: usize) -> (VerifyReport, Vec<(u64, u64)>) {
+        let mut calls = Vec::new();
+        let report = verify_in_batches(
+            conn,
+            batch_rows,
+            &|cp| match cp.note.as_str() {
+                "ok" => Ok(()),
+                other => Err(format!("note {other:?}")),
+            },
+            &mut |done, total| calls.push((done, total)),
+        )
+        .unwrap();
+        (report, calls)
+    }
+
+    /// The report (its divergences and their order, the progress calls) does not depend on
+    /// how the rows are cut into batches for the worker thread.
+    #[test]
+    fn batches_do_not_change_the_report() {
+        let leaves_and_columns = "
+            UPDATE journal_events SET leaf = CAST(replace(CAST(leaf AS TEXT), 'event 2',
+                'Event 2') AS BLOB) WHERE seq = 2;
+            UPDATE journal_events SET actor = 'X', at = 1.5 WHERE seq = 3;
+            UPDATE journal_events SET type = 7, global_id = x'00' WHERE seq = 4;
+            UPDATE journal_events SET leaf = 'not json' WHERE seq = 5;
+            UPDATE journal_events SET leaf = '{\"v\":2,\"seq\":6}' WHERE seq = 6;
+            UPDATE journal_events SET seq = -seq - 100 WHERE seq = 7;
+            UPDATE journal_events SET seq = seq + 1000 WHERE seq IN (9, 10, 11, 12);
+            UPDATE journal_events SET seq = seq - 1001 WHERE seq IN (1010, 1011, 1012);
+            UPDATE journal_events SET seq = 12 WHERE seq = 1009;
+            UPDATE journal_checkpoints SET note = 'forged' WHERE size = 16;";
+        let rows_nodes_and_checkpoints = "
+            DELETE FROM journal_events WHERE seq IN (17, 18);
+            UPDATE journal_nodes SET hash = zeroblob(32) WHERE level = 1 AND idx = 10;
+            UPDATE journal_nodes SET hash = x'01' WHERE level = 0 AND idx = 23;
+            INSERT INTO journal_nodes (level, idx, hash) VALUES (2, -1, zeroblob(32));
+            UPDATE journal_checkpoints SET root = zeroblob(32) WHERE size = 24;
+            DELETE FROM journal_events WHERE seq IN (30, 31);
+            DELETE FROM journal_nodes WHERE level = 0 AND idx = 31;
+            DELETE FROM journal_events WHERE seq > 42;
+            INSERT INTO journal_checkpoints VALUES (60, zeroblob(32), 0, 'ok');";
+        let many = "UPDATE journal_events SET actor = 'X' WHERE seq % 2 = 1;";
+        let shifted = |first_row, last_row, offset| Divergence::RowsShifted {
+            first_row,
+            last_row,
+            offset,
+        };
+        let lost = Divergence::EventsMissing {
+            first: 30,
+            last: 31,
+            leaf_hashes_kept: false,
+        };
+        for (tampering, expected_problems, expect) in [
+            (
+                leaves_and_columns,
+                19,
+                vec![shifted(9, 11, 1), shifted(12, 12, -3)],
+            ),
+            (rows_nodes_and_checkpoints, 9, vec![lost]),
+            (many, MAX_PROBLEMS, vec![]),
+        ] {
+            let dir = tempfile::TempDir::new().unwrap();
+            let conn = small_journal(&dir, 45, &[8, 16, 24, 36, 45]);
+            let (clean, _) = run(&conn, 4);
+            assert!(clean.is_clean(), "{:#?}", clean.problems);
+            assert_eq!((clean.events, clean.checkpoints_checked), (45, 5));
+            conn.execute_batch(tampering).unwrap();
+            let (expected, expected_calls) = run(&conn, usize::MAX);
+            assert_eq!(
+                expected.problems.len(),
+                expected_problems,
+                "{tampering}: {}",
+                expected
+                    .problems
+                    .iter()
+                    .map(|d| format!("\n{d}"))
+                    .collect::<String>()
+            );
+            for d in expect {
+                assert!(expected.problems.contains(&d), "{d:?}");
+            }
+            for batch_rows in [1, 2, 3, 5, 7, 16] {
+                let (report, calls) = run(&conn, batch_rows);
+                assert_eq!(report, expected, "{tampering}: batches of {batch_rows}");
+                assert_eq!(calls, expected_calls);
+            }
+        }
     }
 
     #[test]

@@ -102,6 +102,7 @@ fn message(n: u128, edit: impl FnOnce(&mut NewMessage)) -> NewMessage {
             details: json!({}),
         },
         original_status: None,
+        lifecycle: Default::default(),
     };
     edit(&mut m);
     m.card = card_of(&m);
@@ -168,6 +169,7 @@ fn kind(root: &str, provider: &str) -> KindOfInformation {
         restricted: true,
         consent_required: false,
         description: "a test kind".into(),
+        reply_working_days: None,
     }
 }
 
@@ -719,6 +721,8 @@ async fn accept_then_same_sender_message_id_is_a_duplicate_of_the_first() {
             original_global_id: None,
             acknowledged: false,
             received_at_ms: first.received_at_ms,
+            due_at_ms: None,
+            closed_at_ms: None,
         }
     );
     assert_eq!(

@@ -73,6 +73,9 @@ pub struct TestGateway {
     pub endpoint: String,
     pub clock: Arc<ManualClock>,
     pub data_dir: PathBuf,
+    /// The running gateway's shared state (store, exchange, journal) for tests that act as
+    /// a second node (e.g. a second deadline timer).
+    pub state: Arc<mezhved_http::server::AppState>,
     _dir: Option<tempfile::TempDir>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -106,6 +109,7 @@ impl TestGateway {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let state = gateway.state.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             gateway
@@ -121,6 +125,7 @@ impl TestGateway {
             url,
             clock,
             data_dir,
+            state,
             _dir: None,
             stop: Some(stop),
             task: Some(task),
@@ -129,6 +134,18 @@ impl TestGateway {
 
     pub fn now(&self) -> SystemTime {
         self.clock.now()
+    }
+
+    /// A deadline timer over this gateway's store, as a second node would run it; its
+    /// `run_once` fires what is due at the test's clock.
+    pub fn deadline_timer(&self, owner: &str) -> mezhved_core::deadlines::DeadlineRunner {
+        mezhved_core::deadlines::DeadlineRunner::new(
+            self.state.store.clone(),
+            self.state.exchange.clone(),
+            self.clock.clone(),
+            owner.into(),
+            self.data_dir.clone(),
+        )
     }
 
     /// A signed client of one system.

@@ -641,6 +641,14 @@ mod tests {
         assert!(!cal.covers(2027));
         assert_eq!(cal.sources().len(), 3);
         assert!(cal.sources()[1].source.contains("1335"));
+        // Applying the federal file twice (built in, then from disk) changes nothing.
+        let twice = Calendar::from_toml_strs(&[
+            ("builtin", BUILTIN_RU_FEDERAL),
+            ("disk", BUILTIN_RU_FEDERAL),
+        ])
+        .unwrap();
+        assert_eq!(twice.deviations, cal.deviations);
+        assert_eq!(twice.short, cal.short);
     }
 
     #[test]

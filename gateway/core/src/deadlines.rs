@@ -43,6 +43,28 @@ pub enum ClarificationPolicy {
 /// `RequestStatus/StatusCode` of a provider asking for more information.
 pub const CLARIFICATION_STATUS_CODE: i32 = 2;
 
+/// The production calendar in use; the calendar-reload job swaps it without a restart.
+#[derive(Debug)]
+pub struct CalendarHandle(std::sync::RwLock<Arc<Calendar>>);
+
+impl CalendarHandle {
+    pub fn new(calendar: Calendar) -> CalendarHandle {
+        CalendarHandle(std::sync::RwLock::new(Arc::new(calendar)))
+    }
+    pub fn get(&self) -> Arc<Calendar> {
+        match self.0.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+    pub fn set(&self, calendar: Calendar) {
+        match self.0.write() {
+            Ok(mut c) => *c = Arc::new(calendar),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(calendar),
+        }
+    }
+}
+
 /// The deadline rules of a segment.
 #[derive(Debug, Clone)]
 pub struct DeadlineRules {
@@ -51,7 +73,7 @@ pub struct DeadlineRules {
     /// A reminder this many working days before the deadline (0: none).
     pub reminder_working_days_before: u32,
     pub time_zone: chrono_tz::Tz,
-    pub calendar: Arc<Calendar>,
+    pub calendar: Arc<CalendarHandle>,
     pub clarification: ClarificationPolicy,
 }
 
@@ -71,7 +93,8 @@ impl DeadlineRules {
     pub fn reply_deadline(&self, received: SystemTime, kind_days: Option<u32>) -> ReplyDeadline {
         let working_days = kind_days.unwrap_or(self.reply_working_days).max(1);
         let receipt = chrono::DateTime::<chrono::Utc>::from(received);
-        let due = calendar::due(receipt, working_days, self.time_zone, &self.calendar);
+        let cal = self.calendar.get();
+        let due = calendar::due(receipt, working_days, self.time_zone, &cal);
         for w in &due.warnings {
             tracing::warn!(warning = %w, "reply deadline computed without a production calendar");
         }
@@ -81,7 +104,7 @@ impl DeadlineRules {
                     &due,
                     self.reminder_working_days_before,
                     self.time_zone,
-                    &self.calendar,
+                    &cal,
                 )
             })
             .map(SystemTime::from)

@@ -981,6 +981,12 @@ impl Exchange {
             "response_kind": message_kind,
             "final": final_answer,
             "clarification": clarification,
+            "rejection_code": field(TYPES_NS, "RequestRejected")
+                .and_then(|r| first_child(doc, r, TYPES_NS, "RejectionReasonCode"))
+                .map(|c| text_of(doc, c)),
+            "status_code": field(TYPES_NS, "RequestStatus")
+                .and_then(|st| first_child(doc, st, TYPES_NS, "StatusCode"))
+                .and_then(|c| text_of(doc, c).parse::<i64>().ok()),
             "late": late,
             "closes_deadline": closes.is_some(),
             "original_global_id": gid_string(&original_gid),

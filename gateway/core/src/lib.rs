@@ -17,6 +17,7 @@ pub mod envelope;
 pub mod error;
 pub mod exchange;
 pub mod ids;
+pub mod jobs;
 pub mod journal;
 pub mod payload;
 pub mod registry;

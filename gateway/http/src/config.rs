@@ -46,6 +46,7 @@ pub struct Config {
     pub operator: OperatorConfig,
     pub journal: JournalConfig,
     pub deadlines: DeadlinesConfig,
+    pub jobs: JobsConfig,
     /// Auditors: read-only access to `/api/v1/journal`, each with its own name (journaled
     /// with every query) and token.
     pub auditors: Vec<AuditorConfig>,
@@ -198,6 +199,31 @@ impl Default for DeadlinesConfig {
     }
 }
 
+/// Periodic jobs: schedules are cron with seconds (`sec min hour day month weekday`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    pub retention_schedule: String,
+    /// Queue rows of messages finished longer ago than this are deleted (payloads went at
+    /// Ack or expiry; cards and journal stay). Must exceed the MessageID staleness window.
+    pub retention_days: u32,
+    pub certificate_check_schedule: String,
+    pub certificate_warning_days: u32,
+    pub calendar_reload_schedule: String,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            retention_schedule: "0 30 3 * * *".into(),
+            retention_days: 7,
+            certificate_check_schedule: "0 0 7 * * *".into(),
+            certificate_warning_days: 30,
+            calendar_reload_schedule: "0 0 4 * * *".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditorConfig {
@@ -222,6 +248,7 @@ impl Default for Config {
             operator: OperatorConfig::default(),
             journal: JournalConfig::default(),
             deadlines: DeadlinesConfig::default(),
+            jobs: JobsConfig::default(),
             auditors: Vec::new(),
         }
     }
@@ -452,15 +479,35 @@ impl Config {
                     .into(),
             );
         }
-        if let Err(e) = croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Required)
-            .build()
-            .parse(&self.journal.checkpoint_schedule)
+        for (key, schedule) in [
+            (
+                "journal.checkpoint_schedule",
+                &self.journal.checkpoint_schedule,
+            ),
+            ("jobs.retention_schedule", &self.jobs.retention_schedule),
+            (
+                "jobs.certificate_check_schedule",
+                &self.jobs.certificate_check_schedule,
+            ),
+            (
+                "jobs.calendar_reload_schedule",
+                &self.jobs.calendar_reload_schedule,
+            ),
+        ] {
+            if let Err(e) = croner::parser::CronParser::builder()
+                .seconds(croner::parser::Seconds::Required)
+                .build()
+                .parse(schedule)
+            {
+                problems.push(format!("{key} \"{schedule}\": {e}"));
+            }
+        }
+        if u64::from(self.jobs.retention_days) * 24 * 3600
+            <= self.exchange.message_id_past_seconds + self.exchange.message_id_future_seconds
         {
-            problems.push(format!(
-                "journal.checkpoint_schedule \"{}\": {e}",
-                self.journal.checkpoint_schedule
-            ));
+            problems.push(
+                "jobs.retention_days must exceed the MessageID staleness window (exchange.message_id_past_seconds), or identical resends would be taken as new".into(),
+            );
         }
         let d = &self.deadlines;
         if d.reply_working_days == 0 || d.reply_working_days > 60 {

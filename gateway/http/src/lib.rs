@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod jobs;
 pub mod journal_api;
 pub mod rest;
 pub mod schemas;

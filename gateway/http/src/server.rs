@@ -75,7 +75,7 @@ pub fn deadline_rules(config: &Config) -> Result<DeadlineRules, ServerError> {
             .time_zone
             .parse()
             .map_err(|_| ServerError::Io(std::io::Error::other("bad deadlines.time_zone")))?,
-        calendar: Arc::new(calendar),
+        calendar: Arc::new(mezhved_core::deadlines::CalendarHandle::new(calendar)),
         clarification: if d.clarification == "continue" {
             ClarificationPolicy::Continue
         } else {
@@ -92,6 +92,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub registry: Arc<RegistryHandle>,
     pub journal: Arc<Journal>,
+    /// This process's name in deadline leases and job slots (unique per start).
+    pub node_name: String,
     /// The operator's key for the keyed hash of search details.
     pub subject_key: Vec<u8>,
     pub clock: Arc<dyn Clock>,
@@ -226,6 +228,7 @@ impl Gateway {
             settings,
         )
         .await?;
+        let config_segment_node = (config.segment, config.node);
         Ok(Gateway {
             state: Arc::new(AppState {
                 config,
@@ -233,6 +236,12 @@ impl Gateway {
                 store,
                 registry,
                 journal,
+                node_name: format!(
+                    "node-{}-{}-{}",
+                    config_segment_node.0,
+                    config_segment_node.1,
+                    uuid::Uuid::new_v4().simple()
+                ),
                 subject_key,
                 clock,
             }),
@@ -255,30 +264,6 @@ impl Gateway {
 
     pub fn router(&self) -> Router {
         router(self.state.clone())
-    }
-
-    /// The periodic jobs (tokio-cron-scheduler): signing a journal checkpoint on the
-    /// configured schedule when the journal grew.
-    async fn start_scheduler(&self) -> Result<tokio_cron_scheduler::JobScheduler, ServerError> {
-        use tokio_cron_scheduler::{Job, JobScheduler};
-        let e = |e: tokio_cron_scheduler::JobSchedulerError| ServerError::Scheduler(e.to_string());
-        let scheduler = JobScheduler::new().await.map_err(e)?;
-        let journal = self.state.journal.clone();
-        let job = Job::new_async(
-            self.state.config.journal.checkpoint_schedule.as_str(),
-            move |_id, _scheduler| {
-                let journal = journal.clone();
-                Box::pin(async move {
-                    if let Err(e) = journal.checkpoint().await {
-                        tracing::error!(error = %e, "scheduled journal checkpoint failed");
-                    }
-                })
-            },
-        )
-        .map_err(e)?;
-        scheduler.add(job).await.map_err(e)?;
-        scheduler.start().await.map_err(e)?;
-        Ok(scheduler)
     }
 
     /// Serves until `shutdown` resolves, then drains and closes the store.
@@ -306,19 +291,14 @@ impl Gateway {
                 }
             }
         });
-        let scheduler = self.start_scheduler().await?;
+        let scheduler = crate::jobs::start(self.state.clone()).await?;
         // This node's deadline timer; its name in leases is unique per process.
         let (timer_stop, timer_stopped) = tokio::sync::oneshot::channel::<()>();
         let timer = DeadlineRunner::new(
             self.state.store.clone(),
             self.state.exchange.clone(),
             self.state.clock.clone(),
-            format!(
-                "node-{}-{}-{}",
-                self.state.config.segment,
-                self.state.config.node,
-                uuid::Uuid::new_v4().simple()
-            ),
+            self.state.node_name.clone(),
             self.state.config.data_dir.clone(),
         );
         let timer = tokio::spawn(timer.run(async move {

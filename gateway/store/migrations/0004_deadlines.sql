@@ -22,3 +22,15 @@ CREATE INDEX deadlines_pending ON deadlines (due_at)
 -- A kind of information may set a shorter reply term than the default.
 ALTER TABLE kinds ADD COLUMN reply_working_days INTEGER;
 ALTER TABLE cards ADD COLUMN overdue_at INTEGER;    -- when the overdue deadline fired
+
+-- Periodic jobs (tokio-cron-scheduler on every node): a scheduled slot runs once in the
+-- whole cluster, on the node whose INSERT of the slot row won.
+CREATE TABLE job_slots (
+    job         TEXT NOT NULL,
+    slot        INTEGER NOT NULL,   -- the scheduled instant, ms UTC
+    node        TEXT NOT NULL,
+    started_at  INTEGER NOT NULL,
+    finished_at INTEGER,
+    outcome     TEXT,
+    PRIMARY KEY (job, slot)
+) WITHOUT ROWID;

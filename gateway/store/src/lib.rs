@@ -134,4 +134,26 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         &self,
         firings: Vec<DeadlineFiring>,
     ) -> BoxFuture<'_, Result<Vec<FireOutcome>>>;
+    // --- periodic jobs ---
+
+    /// Takes the slot `(job, slot_ms)` for `node`; false if another node (or an earlier
+    /// run) already took it. A slot runs once in the whole cluster.
+    fn claim_job_slot(
+        &self,
+        job: String,
+        slot_ms: i64,
+        node: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, Result<bool>>;
+    /// Records how a slot's run ended.
+    fn finish_job_slot(
+        &self,
+        job: String,
+        slot_ms: i64,
+        now_ms: i64,
+        outcome: String,
+    ) -> BoxFuture<'_, Result<()>>;
+    /// Deletes the queue rows of messages acknowledged or expired before `before_ms` (their
+    /// payload is already gone; cards and journal stay); returns how many.
+    fn purge_finished_messages(&self, before_ms: i64, limit: usize) -> BoxFuture<'_, Result<u64>>;
 }

@@ -1492,6 +1492,57 @@ impl Store for SqliteStore {
             Ok((out, erased))
         }))
     }
+
+    fn claim_job_slot(
+        &self,
+        job: String,
+        slot_ms: i64,
+        node: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, Result<bool>> {
+        Box::pin(self.write(move |tx| {
+            let n = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO job_slots (job, slot, node, started_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![job, slot_ms, node, now_ms])?;
+            Ok((n == 1, false))
+        }))
+    }
+
+    fn finish_job_slot(
+        &self,
+        job: String,
+        slot_ms: i64,
+        now_ms: i64,
+        outcome: String,
+    ) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.write(move |tx| {
+            tx.prepare_cached(
+                "UPDATE job_slots SET finished_at = ?3, outcome = ?4 WHERE job = ?1 AND slot = ?2",
+            )?
+            .execute(params![job, slot_ms, now_ms, outcome])?;
+            Ok(((), false))
+        }))
+    }
+
+    fn purge_finished_messages(&self, before_ms: i64, limit: usize) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(self.write(move |tx| {
+            // Only rows whose payload is already gone; the `answer` kept for identical
+            // resends goes with them, so `before_ms` must be older than the MessageID
+            // staleness window.
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM messages WHERE seq IN (
+                         SELECT seq FROM messages
+                         WHERE acked_at IS NOT NULL AND acked_at < ?1 AND payload IS NULL
+                         LIMIT ?2)",
+                )?
+                .execute(params![before_ms, i64::try_from(limit).unwrap_or(i64::MAX)])?;
+            Ok((n as u64, n > 0))
+        }))
+    }
 }
 
 #[cfg(test)]

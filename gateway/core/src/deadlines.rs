@@ -242,7 +242,7 @@ impl DeadlineRunner {
                 kind,
             )
         };
-        let (statuses, event_type) = match c.kind {
+        let (mut statuses, event_type) = match c.kind {
             DeadlineKind::Reminder => (
                 vec![status(
                     &c.recipient_system,
@@ -281,6 +281,10 @@ impl DeadlineRunner {
                 "message.expired",
             ),
         };
+        if c.paper {
+            // Registered from paper: the facts go to the journal, no one polls for statuses.
+            statuses.clear();
+        }
         let mut body = serde_json::Map::new();
         body.insert("due_at".into(), c.due_at_ms.into());
         body.insert("queue".into(), c.queue.name().into());

@@ -182,6 +182,10 @@ impl Exchange {
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
+    /// A new global ID (for records made outside a SOAP call, e.g. paper requests).
+    pub fn next_global_id(&self, now: SystemTime) -> Uuid {
+        self.ids.next(now)
+    }
     /// The notification a deadline timer waits on besides its sleep.
     pub fn deadline_wake(&self) -> Arc<tokio::sync::Notify> {
         self.deadline_wake.clone()

@@ -19,6 +19,8 @@ pub mod exchange;
 pub mod ids;
 pub mod jobs;
 pub mod journal;
+pub mod paper;
 pub mod payload;
 pub mod registry;
+pub mod report;
 pub mod xmlw;

@@ -66,7 +66,7 @@ impl From<StoreError> for Problem {
     }
 }
 
-async fn require_auditor(
+pub(crate) async fn require_auditor(
     State(state): State<Arc<AppState>>,
     mut request: Request,
     next: Next,
@@ -108,7 +108,7 @@ async fn require_auditor(
 }
 
 /// Journals the query; the caller answers only on success.
-async fn record(
+pub(crate) async fn record(
     state: &AppState,
     auditor: &Auditor,
     query: &str,

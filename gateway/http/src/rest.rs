@@ -351,3 +351,66 @@ pub fn registry_router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/grants", post(post_grant).delete(delete_grant))
         .route_layer(middleware::from_fn_with_state(state, require_operator))
 }
+
+// --- paper and fax requests (operator) ---
+
+impl From<mezhved_core::paper::PaperError> for Problem {
+    fn from(e: mezhved_core::paper::PaperError) -> Self {
+        use mezhved_core::paper::PaperError as P;
+        let (status, title) = match &e {
+            P::Invalid(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid paper registration",
+            ),
+            P::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
+            P::Conflict(_) => (StatusCode::CONFLICT, "Already answered"),
+            P::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "Store failure"),
+        };
+        Problem {
+            status,
+            title,
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// `POST /api/v1/paper/requests`: a request that arrived on paper or by fax.
+async fn post_paper_request(
+    State(state): State<Arc<AppState>>,
+    Body(request): Body<mezhved_core::paper::PaperRequest>,
+) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
+    let now = state.clock.now();
+    let registered = state
+        .exchange
+        .register_paper(request, "operator", now)
+        .await?;
+    tracing::info!(global_id = %registered.global_id, "paper request registered by the operator");
+    Ok((StatusCode::CREATED, Json(json!(registered))))
+}
+
+/// `POST /api/v1/paper/requests/{global_id}/answer`: its answer.
+async fn post_paper_answer(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Body(answer): Body<mezhved_core::paper::PaperAnswer>,
+) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
+    let gid = uuid::Uuid::parse_str(id.trim()).map_err(|e| Problem {
+        status: StatusCode::BAD_REQUEST,
+        title: "Invalid request",
+        detail: format!("global_id: {e}"),
+    })?;
+    let now = state.clock.now();
+    let registered = state
+        .exchange
+        .answer_paper(*gid.as_bytes(), answer, "operator", now)
+        .await?;
+    tracing::info!(global_id = %registered.global_id, "paper answer registered by the operator");
+    Ok((StatusCode::CREATED, Json(json!(registered))))
+}
+
+pub fn paper_router(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/requests", post(post_paper_request))
+        .route("/requests/{id}/answer", post(post_paper_answer))
+        .route_layer(middleware::from_fn_with_state(state, require_operator))
+}

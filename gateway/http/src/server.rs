@@ -8,7 +8,7 @@
 //! one is retried by its sender and recognised by its MessageID.
 
 use crate::config::{Config, Revocation};
-use crate::{journal_api, rest, schemas, soap};
+use crate::{journal_api, report_api, rest, schemas, soap};
 use axum::routing::{get, post};
 use axum::Router;
 use mezhved_core::clock::Clock;
@@ -345,10 +345,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/schemas/{*path}", get(schemas::schema))
         .route("/health", get(rest::health))
         .nest("/api/v1/registry", rest::registry_router(state.clone()))
+        .nest("/api/v1/paper", rest::paper_router(state.clone()))
         .nest(
             "/api/v1/journal",
             journal_api::journal_router(state.clone()),
         )
+        .nest("/api/v1/reports", report_api::report_router(state.clone()))
         .with_state(state)
 }
 

@@ -134,6 +134,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         &self,
         firings: Vec<DeadlineFiring>,
     ) -> BoxFuture<'_, Result<Vec<FireOutcome>>>;
+    // --- requests outside the electronic exchange (paper, fax) ---
+
+    /// Records a request or answer that travelled on paper: its card, its journal event
+    /// and its deadlines (or the deadlines it closes), in one transaction. No queue row:
+    /// nothing is delivered electronically. Refused if the global ID exists.
+    fn record_paper(
+        &self,
+        card: Card,
+        lifecycle: Lifecycle,
+        event: NewEvent,
+    ) -> BoxFuture<'_, Result<()>>;
+
     // --- periodic jobs ---
 
     /// Takes the slot `(job, slot_ms)` for `node`; false if another node (or an earlier

@@ -237,6 +237,8 @@ pub struct ClaimedDeadline {
     pub recipient_system: String,
     pub kind_namespace: String,
     pub kind_root: String,
+    /// A request registered from paper or fax: nobody reads statuses electronically.
+    pub paper: bool,
 }
 
 /// Firing one claimed deadline: everything in one transaction, only if the row is still

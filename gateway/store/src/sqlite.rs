@@ -718,7 +718,38 @@ fn insert_message(tx: &Transaction<'_>, m: &NewMessage, journal: bool) -> Result
             a.mtom
         ])?;
     }
-    let c = &m.card;
+    insert_card(tx, &m.card)?;
+    if journal {
+        crate::journal::append(tx, &accepted_event(m))?;
+    }
+    insert_lifecycle(tx, &m.global_id, &m.lifecycle, m.received_at_ms)?;
+    if let (Some(original), Some(status)) = (&m.original_global_id, &m.original_status) {
+        tx.prepare_cached("UPDATE cards SET status = ?2 WHERE global_id = ?1")?
+            .execute(params![&original[..], status])?;
+    }
+    Ok(())
+}
+
+/// A message's deadline rows, and the deadlines it closes.
+fn insert_lifecycle(
+    tx: &Transaction<'_>,
+    global_id: &GlobalId,
+    lifecycle: &Lifecycle,
+    now_ms: i64,
+) -> Result<()> {
+    let mut st =
+        tx.prepare_cached("INSERT INTO deadlines (global_id, kind, due_at) VALUES (?1, ?2, ?3)")?;
+    for d in &lifecycle.deadlines {
+        st.execute(params![&global_id[..], d.kind.name(), d.due_at_ms])?;
+    }
+    if let Some(original) = &lifecycle.closes {
+        close_deadlines(tx, original, now_ms)?;
+    }
+    Ok(())
+}
+
+/// The card row, with the columns auditors filter on copied from its details.
+fn insert_card(tx: &Transaction<'_>, c: &Card) -> Result<()> {
     let d = &c.details;
     let legal_acts: Option<String> = d.get("legal_basis").and_then(|l| l.as_array()).map(|l| {
         l.iter()
@@ -763,21 +794,6 @@ fn insert_message(tx: &Transaction<'_>, m: &NewMessage, journal: bool) -> Result
         str_at(d, &["sender_registration", "number"]),
         due_at,
     ])?;
-    if journal {
-        crate::journal::append(tx, &accepted_event(m))?;
-    }
-    let mut st =
-        tx.prepare_cached("INSERT INTO deadlines (global_id, kind, due_at) VALUES (?1, ?2, ?3)")?;
-    for d in &m.lifecycle.deadlines {
-        st.execute(params![&m.global_id[..], d.kind.name(), d.due_at_ms])?;
-    }
-    if let Some(original) = &m.lifecycle.closes {
-        close_deadlines(tx, original, m.received_at_ms)?;
-    }
-    if let (Some(original), Some(status)) = (&m.original_global_id, &m.original_status) {
-        tx.prepare_cached("UPDATE cards SET status = ?2 WHERE global_id = ?1")?
-            .execute(params![&original[..], status])?;
-    }
     Ok(())
 }
 
@@ -822,26 +838,30 @@ fn claim_deadlines(
         "UPDATE deadlines SET lease_owner = ?3, lease_until = ?4 WHERE global_id = ?1 AND kind = ?2",
     )?;
     let mut info = tx.prepare_cached(
-        "SELECT queue, sender_system, sender_message_id, recipient_system, kind_namespace, kind_root
+        "SELECT queue, sender_system, sender_message_id, recipient_system, kind_namespace, kind_root,
+             json_extract(details, '$.channel') IS NOT NULL
          FROM cards WHERE global_id = ?1",
     )?;
     for (gid, kind, due) in rows {
         lease.execute(params![&gid[..], kind, owner, now_ms + lease_ms])?;
         let kind = DeadlineKind::from_name(&kind)
             .ok_or_else(|| StoreError::Corrupt(format!("deadline kind {kind}")))?;
-        let card: Option<(i64, String, String, String, String, String)> = info
+        let card: Option<((i64, String, String, String, String, String), bool)> = info
             .query_row([&gid[..]], |r| {
                 Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
+                    (
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ),
+                    r.get(6)?,
                 ))
             })
             .optional()?;
-        let Some((q, sender, smid, recipient, kns, kroot)) = card else {
+        let Some(((q, sender, smid, recipient, kns, kroot), paper)) = card else {
             return Err(StoreError::Corrupt("a deadline without a card".into()));
         };
         out.push(ClaimedDeadline {
@@ -854,6 +874,7 @@ fn claim_deadlines(
             recipient_system: recipient,
             kind_namespace: kns,
             kind_root: kroot,
+            paper,
         });
     }
     Ok(out)
@@ -1541,6 +1562,40 @@ impl Store for SqliteStore {
                 )?
                 .execute(params![before_ms, i64::try_from(limit).unwrap_or(i64::MAX)])?;
             Ok((n as u64, n > 0))
+        }))
+    }
+
+    fn record_paper(
+        &self,
+        card: Card,
+        lifecycle: Lifecycle,
+        event: NewEvent,
+    ) -> BoxFuture<'_, Result<()>> {
+        let journal = self.options.journal;
+        Box::pin(self.write(move |tx| {
+            if let Some(original) = &lifecycle.closes {
+                // One answer per request: checked in the writer, so two racing answers
+                // see one winner.
+                let closed: Option<Option<i64>> = tx
+                    .prepare_cached("SELECT closed_at FROM cards WHERE global_id = ?1")?
+                    .query_row([&original[..]], |r| r.get(0))
+                    .optional()?;
+                match closed {
+                    None => return Err(StoreError::NotFound("the request has no card".into())),
+                    Some(Some(_)) => {
+                        return Err(StoreError::InvalidRequest(
+                            "the request already has a final answer".into(),
+                        ))
+                    }
+                    Some(None) => {}
+                }
+            }
+            insert_card(tx, &card)?;
+            if journal {
+                crate::journal::append(tx, &event)?;
+            }
+            insert_lifecycle(tx, &card.global_id, &lifecycle, card.received_at_ms)?;
+            Ok(((), false))
         }))
     }
 }

@@ -46,6 +46,12 @@ pub enum Command {
     /// whole-journal verification (see docs/journal.md).
     #[command(subcommand)]
     Journal(crate::journal_cmd::JournalCommand),
+    /// Requests that arrived on paper or by fax: register them and their answers (operator).
+    #[command(subcommand)]
+    Paper(crate::paper_cmd::PaperCommand),
+    /// Evaluation report per agency and kind of information for a period, from the
+    /// journal alone (see docs/reports.md).
+    Report(crate::report_cmd::ReportArgs),
     /// Load-test the exchange core in-process over loopback (see docs/performance.md).
     Bench(crate::bench::BenchArgs),
 }
@@ -229,6 +235,8 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         }
         Command::Registry(c) => crate::gateway_cmd::registry(c, out).map_err(CliError::Usage),
         Command::Bench(a) => crate::bench::run(a, out).map_err(CliError::Usage),
+        Command::Report(a) => crate::report_cmd::report(a, out).map_err(CliError::Usage),
+        Command::Paper(c) => crate::paper_cmd::paper(c, out).map_err(CliError::Usage),
         Command::Journal(c) => crate::journal_cmd::journal(c, out).map_err(|e| match e {
             crate::journal_cmd::JournalFailure::Usage(m) => CliError::Usage(m),
             crate::journal_cmd::JournalFailure::Finding(m) => CliError::Finding(m),

@@ -7,3 +7,5 @@ pub mod bench;
 pub mod cli;
 pub mod gateway_cmd;
 pub mod journal_cmd;
+pub mod paper_cmd;
+pub mod report_cmd;

@@ -62,9 +62,7 @@ pub fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), String> {
         format: Some(args.format),
     };
     let now = mezhved_core::clock::to_ms(SystemClock.now());
-    let (params, format, recorded) = query
-        .params(now, rules.time_zone)
-        .map_err(|p| p.detail)?;
+    let (params, format, recorded) = query.params(now, rules.time_zone).map_err(|p| p.detail)?;
     let _ = mezhved_dsig::gost::ensure_loaded();
     let path = config.database_path();
     if !path.is_file() {

@@ -576,7 +576,7 @@ impl<'a> Evaluation<'a> {
         // Deterministic order of the per-request loop (the answer-time lists are sorted
         // anyway; this keeps any future order-sensitive figure stable).
         let mut requests: Vec<RequestState> = self.requests.into_values().collect();
-        requests.sort_by(|a, b| a.received_ms.cmp(&b.received_ms));
+        requests.sort_by_key(|r| r.received_ms);
         let agency_filter = self.params.agency.as_deref();
         let wanted = |a: &str| agency_filter.is_none_or(|f| f == a);
         for r in &requests {

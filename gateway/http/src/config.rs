@@ -210,6 +210,9 @@ pub struct JobsConfig {
     pub certificate_check_schedule: String,
     pub certificate_warning_days: u32,
     pub calendar_reload_schedule: String,
+    /// The semiannual evaluation report (Kuzbass: by the 15th of the month after the
+    /// half-year).
+    pub evaluation_report_schedule: String,
 }
 
 impl Default for JobsConfig {
@@ -220,6 +223,7 @@ impl Default for JobsConfig {
             certificate_check_schedule: "0 0 7 * * *".into(),
             certificate_warning_days: 30,
             calendar_reload_schedule: "0 0 4 * * *".into(),
+            evaluation_report_schedule: "0 0 6 15 1,7 *".into(),
         }
     }
 }
@@ -492,6 +496,10 @@ impl Config {
             (
                 "jobs.calendar_reload_schedule",
                 &self.jobs.calendar_reload_schedule,
+            ),
+            (
+                "jobs.evaluation_report_schedule",
+                &self.jobs.evaluation_report_schedule,
             ),
         ] {
             if let Err(e) = croner::parser::CronParser::builder()

@@ -36,6 +36,11 @@ pub fn jobs(state: &AppState) -> Vec<(&'static str, String, JobBody)> {
             j.calendar_reload_schedule.clone(),
             Arc::new(|s: Arc<AppState>| -> JobFuture { Box::pin(calendar(s)) }),
         ),
+        (
+            "evaluation-report",
+            j.evaluation_report_schedule.clone(),
+            Arc::new(|s: Arc<AppState>| -> JobFuture { Box::pin(evaluation_report(s)) }),
+        ),
     ]
 }
 
@@ -180,4 +185,87 @@ async fn calendar(state: Arc<AppState>) -> Result<String, String> {
         }
         None => Ok("no deadline rules".into()),
     }
+}
+
+/// The semiannual evaluation (Kuzbass: every half-year, by the 15th of the month after):
+/// the report of the last finished half-year, from the journal alone, written to
+/// `<data_dir>/reports/<YYYYHn>.{json,csv,html}` and recorded as a `report.generated`
+/// journal event with the files' SHA-256. Running it again for the same half-year
+/// rewrites the files from the same journal.
+pub async fn evaluation_report(state: Arc<AppState>) -> Result<String, String> {
+    use mezhved_core::report::{HalfYear, ReportParams};
+    let now = state.clock.now();
+    let rules = state
+        .exchange
+        .settings()
+        .deadlines
+        .as_ref()
+        .ok_or("no deadline rules")?;
+    let today = chrono::DateTime::<chrono::Utc>::from(now)
+        .with_timezone(&rules.time_zone)
+        .date_naive();
+    use chrono::Datelike;
+    // The half-year that ended last.
+    let half = if today.month() >= 7 {
+        HalfYear {
+            year: today.year(),
+            half: 1,
+        }
+    } else {
+        HalfYear {
+            year: today.year() - 1,
+            half: 2,
+        }
+    };
+    let params = ReportParams {
+        from: half.from(),
+        to: half.to(),
+        as_of_ms: to_ms(now),
+        time_zone: rules.time_zone,
+        agency: None,
+        kind_root: None,
+        half_year: Some(half),
+    };
+    let calendar = rules.calendar.get();
+    let report = crate::report_api::compute(&*state.store, params, &calendar)
+        .await
+        .map_err(|p| p.detail)?;
+    let dir = state.config.data_dir.join("reports");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let label = half.label();
+    let json = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;
+    let files = [
+        (format!("{label}.json"), json),
+        (
+            format!("{label}.csv"),
+            crate::report_api::csv(&report).into_bytes(),
+        ),
+        (
+            format!("{label}.html"),
+            crate::report_api::html(&report).into_bytes(),
+        ),
+    ];
+    let mut hashes = serde_json::Map::new();
+    for (name, bytes) in &files {
+        std::fs::write(dir.join(name), bytes).map_err(|e| format!("{name}: {e}"))?;
+        hashes.insert(
+            name.clone(),
+            hex::encode(openssl::sha::sha256(bytes)).into(),
+        );
+    }
+    let mut body = serde_json::Map::new();
+    body.insert("half_year".into(), label.clone().into());
+    body.insert("files".into(), hashes.into());
+    state
+        .store
+        .journal_append(vec![NewEvent {
+            at_ms: to_ms(now),
+            event_type: "report.generated".into(),
+            global_id: None,
+            actor: "gateway".into(),
+            body,
+        }])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!("evaluation {label} written to {}", dir.display()))
 }

@@ -456,10 +456,19 @@ fn agency_cell(agency: &str, name: Option<&str>) -> String {
     }
 }
 
+fn tr_class(class: &str) -> String {
+    if class.is_empty() {
+        String::new()
+    } else {
+        format!(" class=\"{class}\"")
+    }
+}
+
 fn sender_tr(out: &mut String, agency: String, f: &SenderFigures, class: &str) {
+    let class = tr_class(class);
     let _ = writeln!(
         out,
-        "<tr class=\"{class}\"><td>{agency}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        "<tr{class}><td>{agency}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         f.requests,
         f.paper,
         f.send_requests_accepted,
@@ -469,9 +478,10 @@ fn sender_tr(out: &mut String, agency: String, f: &SenderFigures, class: &str) {
 }
 
 fn provider_tr(out: &mut String, agency: String, kind: String, f: &ProviderFigures, class: &str) {
+    let class = tr_class(class);
     let _ = writeln!(
         out,
-        "<tr class=\"{class}\"><td>{agency}</td><td>{kind}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        "<tr{class}><td>{agency}</td><td>{kind}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         f.requests,
         f.paper,
         f.answered,

@@ -813,6 +813,10 @@ fn close_deadlines(tx: &Transaction<'_>, request: &GlobalId, now_ms: i64) -> Res
     Ok(())
 }
 
+/// What firing a deadline reads from its card: queue, sender, sender's MessageID,
+/// recipient, kind namespace and root.
+type DeadlineCardRow = (i64, String, String, String, String, String);
+
 fn claim_deadlines(
     tx: &Transaction<'_>,
     owner: &str,
@@ -846,7 +850,7 @@ fn claim_deadlines(
         lease.execute(params![&gid[..], kind, owner, now_ms + lease_ms])?;
         let kind = DeadlineKind::from_name(&kind)
             .ok_or_else(|| StoreError::Corrupt(format!("deadline kind {kind}")))?;
-        let card: Option<((i64, String, String, String, String, String), bool)> = info
+        let card: Option<(DeadlineCardRow, bool)> = info
             .query_row([&gid[..]], |r| {
                 Ok((
                     (

@@ -171,3 +171,45 @@ async fn a_reloaded_calendar_moves_the_next_deadline() {
     gw.stop().await;
     drop(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_semiannual_evaluation_is_written_and_journaled() {
+    let gw = TestGateway::start().await;
+    gw.clock.set(t("2026-12-02T07:00:00Z"));
+    let consumer = gw.consumer();
+    expect_ok(
+        &consumer
+            .call(client::send_request(&gw.birth_request("half-year")))
+            .await,
+    );
+    // On 15 January the report of the second half of 2026 is due.
+    gw.clock.set(t("2027-01-15T03:00:00Z"));
+    let done = run_job(
+        gw.state.clone(),
+        "evaluation-report",
+        1,
+        body(&gw, "evaluation-report"),
+    )
+    .await
+    .expect("runs")
+    .expect("ran");
+    assert!(done.contains("2026H2"), "{done}");
+    let dir = gw.data_dir.join("reports");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("2026H2.json")).expect("json written"))
+            .expect("JSON");
+    assert_eq!(json["totals"]["senders"]["requests"], 1, "{json}");
+    assert_eq!(json["totals"]["providers"]["open_overdue"], 1, "{json}");
+    assert!(std::fs::read_to_string(dir.join("2026H2.html"))
+        .expect("html")
+        .contains("<table"));
+    assert!(dir.join("2026H2.csv").is_file());
+    assert_eq!(
+        count(
+            &gw,
+            "SELECT count(*) FROM journal_events WHERE type = 'report.generated' AND json_extract(leaf, '$.half_year') = '2026H2'"
+        ),
+        1
+    );
+    gw.stop().await;
+}

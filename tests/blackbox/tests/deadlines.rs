@@ -303,3 +303,33 @@ async fn two_timers_over_one_store_fire_each_row_exactly_once() {
     assert!(fa + fb <= 2 * N, "{fa} + {fb}");
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kind_with_a_shorter_term_by_law_gets_its_own_deadline() {
+    let gw = TestGateway::start().await;
+    gw.clock.set(t(RECEIVED));
+    let kind = serde_json::json!({
+        "namespace": BIRTH_NS,
+        "root_element": BIRTH_ROOT,
+        "name": "Birth record",
+        "provider_system": "ZAGS_IS",
+        "description": "State registration of a birth",
+        "reply_working_days": 3
+    });
+    let put = gw
+        .api()
+        .operator("PUT", "/api/v1/registry/kinds", Some(&kind))
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let sent = gw
+        .consumer()
+        .call(client::send_request(&gw.birth_request("three-days")))
+        .await;
+    expect_ok(&sent);
+    // Thursday 3, Friday 4, Monday 7 December: due by the end of Monday, Moscow time.
+    assert_eq!(
+        sent.first_text(client::MZ_NS, "DueAt").map(|d| t(&d)),
+        Some(t("2026-12-07T21:00:00Z"))
+    );
+    gw.stop().await;
+}

@@ -389,37 +389,7 @@ fn channel_name(c: Channel) -> &'static str {
 }
 
 /// The `message.accepted` event of a paper registration (the same shape as an electronic
-/// message's, with queue `paper`).
+/// message's, with queue `paper`; the registering actor is also in the card's details).
 fn accepted_event(c: &Card, actor: &str, now: SystemTime) -> NewEvent {
-    let mut body = serde_json::Map::new();
-    body.insert("queue".into(), "paper".into());
-    body.insert("sender_system".into(), c.sender_system.clone().into());
-    body.insert(
-        "sender_message_id".into(),
-        c.sender_message_id.clone().into(),
-    );
-    body.insert("recipient_system".into(), c.recipient_system.clone().into());
-    body.insert(
-        "kind".into(),
-        serde_json::json!({ "namespace": c.kind_namespace, "root": c.kind_root }),
-    );
-    if let Some(o) = &c.original_global_id {
-        body.insert(
-            "original_global_id".into(),
-            crate::exchange::gid_string(o).into(),
-        );
-    }
-    body.insert("checksum".into(), hex::encode(c.checksum).into());
-    body.insert("received_at".into(), c.received_at_ms.into());
-    body.insert("status".into(), c.status.clone().into());
-    body.insert("test".into(), c.test_message.into());
-    body.insert("registered_by".into(), actor.into());
-    body.insert("card".into(), c.details.clone());
-    NewEvent {
-        at_ms: to_ms(now),
-        event_type: "message.accepted".into(),
-        global_id: Some(c.global_id),
-        actor: actor.into(),
-        body,
-    }
+    mezhved_store::journal::message_accepted(c, "paper", actor, to_ms(now))
 }

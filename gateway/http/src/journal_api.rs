@@ -446,7 +446,7 @@ async fn get_events(
     })))
 }
 
-fn checkpoint_json(cp: &mezhved_store::StoredCheckpoint) -> Value {
+pub fn checkpoint_json(cp: &mezhved_store::StoredCheckpoint) -> Value {
     json!({
         "size": cp.size,
         "root": hex(&cp.root),
@@ -652,6 +652,13 @@ async fn post_attest(
         Some(results.len() as u64),
     )
     .await?;
+    Ok(Json(attestation_json(&results).1))
+}
+
+/// An attestation's answer (REST and CLI): the overall verdict (`unknown` when the
+/// journal has no such message, `match` only if every message it names matches) and,
+/// per message, the card, the registering event, a signed checkpoint and the proof.
+pub fn attestation_json(results: &[mezhved_core::journal::Attested]) -> (Verdict, Value) {
     let verdict = if results.is_empty() {
         Verdict::Unknown
     } else if results.iter().all(|r| r.verdict == Verdict::Match) {
@@ -659,7 +666,7 @@ async fn post_attest(
     } else {
         Verdict::Mismatch
     };
-    Ok(Json(json!({
+    let body = json!({
         "verdict": verdict,
         "messages": results.iter().map(|r| json!({
             "verdict": r.verdict,
@@ -669,7 +676,8 @@ async fn post_attest(
             "checkpoint": checkpoint_json(&r.checkpoint),
             "inclusion_proof": r.inclusion_proof.iter().map(|h| hex(h)).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
-    })))
+    });
+    (verdict, body)
 }
 
 /// `GET /export?format=ndjson|csv&<filter>`: every matching card, streamed page by page.

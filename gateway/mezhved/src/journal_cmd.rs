@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use mezhved_core::clock::SystemClock;
 use mezhved_core::journal::{AttestTarget, Journal, Verdict};
 use mezhved_dsig::crypto::SigningKey;
-use mezhved_http::journal_api::{card_json, event_json, Search};
+use mezhved_http::journal_api::{card_json, Search};
 use mezhved_journal::checkpoint::NoteVerifier;
 use mezhved_journal::merkle;
 use mezhved_store::journal::hex;
@@ -387,28 +387,8 @@ async fn run(
                 )
                 .await
                 .map_err(usage)?;
-            let verdict = if results.is_empty() {
-                Verdict::Unknown
-            } else if results.iter().all(|r| r.verdict == Verdict::Match) {
-                Verdict::Match
-            } else {
-                Verdict::Mismatch
-            };
-            w(
-                out,
-                json!({
-                    "verdict": verdict,
-                    "messages": results.iter().map(|r| json!({
-                        "verdict": r.verdict,
-                        "registered_checksum": hex(&r.registered_checksum),
-                        "card": card_json(&r.card),
-                        "event": event_json(&r.event),
-                        "checkpoint": {"size": r.checkpoint.size, "root": hex(&r.checkpoint.root), "note": r.checkpoint.note},
-                        "inclusion_proof": r.inclusion_proof.iter().map(|h| hex(h)).collect::<Vec<_>>(),
-                    })).collect::<Vec<_>>(),
-                })
-                .to_string(),
-            )?;
+            let (verdict, body) = mezhved_http::journal_api::attestation_json(&results);
+            w(out, body.to_string())?;
             if verdict != Verdict::Match {
                 return Err(JournalFailure::Finding(format!("attestation: {verdict:?}")));
             }

@@ -93,6 +93,39 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The `message.accepted` event of a card (a queued message's, or a paper registration's
+/// with `queue` = `paper`): the card's routing facts and its details, metadata only.
+pub fn message_accepted(card: &Card, queue: &str, actor: &str, at_ms: i64) -> NewEvent {
+    let c = card;
+    let mut body = Map::new();
+    body.insert("queue".into(), queue.into());
+    body.insert("sender_system".into(), c.sender_system.clone().into());
+    body.insert(
+        "sender_message_id".into(),
+        c.sender_message_id.clone().into(),
+    );
+    body.insert("recipient_system".into(), c.recipient_system.clone().into());
+    body.insert(
+        "kind".into(),
+        serde_json::json!({ "namespace": c.kind_namespace, "root": c.kind_root }),
+    );
+    if let Some(o) = &c.original_global_id {
+        body.insert("original_global_id".into(), uuid_text(o).into());
+    }
+    body.insert("checksum".into(), hex(&c.checksum).into());
+    body.insert("received_at".into(), c.received_at_ms.into());
+    body.insert("status".into(), c.status.clone().into());
+    body.insert("test".into(), c.test_message.into());
+    body.insert("card".into(), c.details.clone());
+    NewEvent {
+        at_ms,
+        event_type: "message.accepted".into(),
+        global_id: Some(c.global_id),
+        actor: actor.into(),
+        body,
+    }
+}
+
 /// The leaf bytes of event number `seq`: the event's body plus the common members
 /// `v`, `seq`, `at` (ms since the epoch, UTC), `type`, `actor` and, for an event about a
 /// message, `global_id`. Common members win over body members of the same name, and a

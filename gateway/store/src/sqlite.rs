@@ -641,37 +641,12 @@ fn find_sent(conn: &Connection, sender: &str, message_id: &str) -> Result<Option
 
 /// The `message.accepted` event of a message: its whole card (metadata only).
 fn accepted_event(m: &NewMessage) -> NewEvent {
-    let c = &m.card;
-    let mut body = serde_json::Map::new();
-    body.insert("queue".into(), c.queue.name().into());
-    body.insert("sender_system".into(), c.sender_system.clone().into());
-    body.insert(
-        "sender_message_id".into(),
-        c.sender_message_id.clone().into(),
-    );
-    body.insert("recipient_system".into(), c.recipient_system.clone().into());
-    body.insert(
-        "kind".into(),
-        serde_json::json!({ "namespace": c.kind_namespace, "root": c.kind_root }),
-    );
-    if let Some(o) = &c.original_global_id {
-        body.insert(
-            "original_global_id".into(),
-            crate::journal::uuid_text(o).into(),
-        );
-    }
-    body.insert("checksum".into(), crate::journal::hex(&c.checksum).into());
-    body.insert("received_at".into(), c.received_at_ms.into());
-    body.insert("status".into(), c.status.clone().into());
-    body.insert("test".into(), c.test_message.into());
-    body.insert("card".into(), c.details.clone());
-    NewEvent {
-        at_ms: c.received_at_ms,
-        event_type: "message.accepted".into(),
-        global_id: Some(c.global_id),
-        actor: c.sender_system.clone(),
-        body,
-    }
+    crate::journal::message_accepted(
+        &m.card,
+        m.card.queue.name(),
+        &m.card.sender_system,
+        m.card.received_at_ms,
+    )
 }
 
 fn str_at<'a>(v: &'a serde_json::Value, path: &[&str]) -> Option<&'a str> {

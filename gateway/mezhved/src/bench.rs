@@ -31,6 +31,13 @@
 //! load over a journal of 10⁴ events. The gateway opens the prefilled database as it is
 //! and appends from there.
 //!
+//! The `deadlines` part copies one request accepted over HTTP (card, queue row) into
+//! databases prefilled directly with SQLite: 10⁶ (and 10³) pending deadline rows due in 30
+//! days, on which a gateway is opened and served with no traffic in a fresh child process
+//! (`--deadlines-idle-dir`): the process's CPU over the window, its RSS, and timer passes
+//! timed one by one; then 10⁵ overdue and 10⁵ reminder rows all due, fired by one
+//! [`DeadlineRunner::run_once`] on an opened, unserved gateway (deadlines/s, CPU per row).
+//!
 //! The bench is an edge of the program like the command line: it reads the real clock
 //! (`wall`, `mono`) to pace and time calls.
 
@@ -42,11 +49,12 @@ use mezhved_client::{
     StreamedPart, TYPES_NS,
 };
 use mezhved_core::clock::{to_ms, SystemClock};
+use mezhved_core::deadlines::DeadlineRunner;
 use mezhved_dsig::crypto::SigningKey;
 use mezhved_http::config::{AuditorConfig, Config};
 use mezhved_http::Gateway;
 use mezhved_store::sqlite::{SqliteOptions, SqliteStore};
-use mezhved_store::{AckCommand, LeaseRequest, NewEvent, NewMessage, Queue, Store};
+use mezhved_store::{AckCommand, DeadlineKind, LeaseRequest, NewEvent, NewMessage, Queue, Store};
 use serde_json::{json, Value};
 use sha2::Digest as _;
 use std::collections::BTreeMap;
@@ -100,6 +108,9 @@ pub enum Part {
     /// The central journal: what appending costs the exchange, `journal verify`, proofs
     /// and the exchange over a journal of 10⁷ events.
     Journal,
+    /// Reply deadlines: the idle timer loop over 10⁶ pending rows (CPU, memory), and
+    /// firing rows that are due (deadlines/s).
+    Deadlines,
 }
 
 /// How `queued` fills the backlog.
@@ -189,6 +200,25 @@ pub struct BenchArgs {
     /// journal. Default 1000 (quick: 50).
     #[arg(long)]
     pub journal_proofs: Option<usize>,
+    /// Pending deadline rows (due in 30 days) the idle timer loop runs over. Default
+    /// 1000000 (quick: 2000).
+    #[arg(long)]
+    pub deadlines_pending: Option<u64>,
+    /// Pending deadline rows of the small idle run its memory is compared with. Default
+    /// 1000 (quick: 100).
+    #[arg(long)]
+    pub deadlines_baseline_pending: Option<u64>,
+    /// Deadline rows due now, fired per kind (overdue, reminder). Default 100000 (quick:
+    /// 1000).
+    #[arg(long)]
+    pub deadlines_due: Option<u64>,
+    /// Measured seconds of each idle run of the deadlines part. Default 10 (quick: 1).
+    #[arg(long)]
+    pub deadlines_idle_seconds: Option<f64>,
+    /// Internal: only the idle run, on this prefilled data directory (the deadlines
+    /// part's child process).
+    #[arg(long, hide = true)]
+    pub deadlines_idle_dir: Option<PathBuf>,
 }
 
 /// The arguments with their defaults resolved.
@@ -216,6 +246,10 @@ struct Plan {
     journal_pairs: usize,
     journal_duration: Duration,
     journal_proofs: usize,
+    deadlines_pending: u64,
+    deadlines_baseline_pending: u64,
+    deadlines_due: u64,
+    deadlines_idle: Duration,
 }
 
 impl Plan {
@@ -240,6 +274,7 @@ impl Plan {
                 Part::Mtom,
                 Part::Queued,
                 Part::Journal,
+                Part::Deadlines,
             ]
         } else {
             a.only.clone()
@@ -273,6 +308,24 @@ impl Plan {
             journal_pairs: a.journal_pairs.unwrap_or(if q { 1 } else { 2 }).max(1),
             journal_duration: secs(a.journal_seconds, 5.0, 1.0, "journal-seconds")?,
             journal_proofs: a.journal_proofs.unwrap_or(if q { 50 } else { 1000 }).max(1),
+            deadlines_pending: a
+                .deadlines_pending
+                .unwrap_or(if q { 2000 } else { 1_000_000 }),
+            deadlines_baseline_pending: a.deadlines_baseline_pending.unwrap_or(if q {
+                100
+            } else {
+                1000
+            }),
+            deadlines_due: a
+                .deadlines_due
+                .unwrap_or(if q { 1000 } else { 100_000 })
+                .max(1),
+            deadlines_idle: secs(
+                a.deadlines_idle_seconds,
+                10.0,
+                1.0,
+                "deadlines-idle-seconds",
+            )?,
         })
     }
 
@@ -2706,6 +2759,701 @@ fn phase_journal(env: &Env, out: &mut dyn Write) -> Result<Value, String> {
 }
 
 // ---------------------------------------------------------------------------------------
+// Deadlines
+
+/// The deadline targets.
+const TARGET_DEADLINE_IDLE_CORE_PCT: f64 = 1.0;
+const TARGET_DEADLINE_FIRE_PER_S: f64 = 50_000.0;
+/// Rows per transaction of the deadline prefill.
+const DEADLINE_PREFILL_COMMIT_EVERY: u64 = 100_000;
+/// Timer passes (`run_once` + `next_deadline_at`, nothing due) the idle run times one by
+/// one after its window (quick: a tenth); enough that CPU ticks (10 ms) resolve one.
+const DEADLINE_PROBE_PASSES: usize = 1000;
+/// The SQLite page cache of one connection (the default `cache_size`, -2000 KiB): the
+/// store has `SqliteOptions::readers` of them plus the writer's. What the database may
+/// hold in memory of its own, whatever the number of rows.
+const SQLITE_DEFAULT_CACHE_KIB: f64 = 2000.0;
+
+/// A request accepted over HTTP (signed), whose rows the prefill copies: its card, its
+/// queue row, and a fresh data directory's database holding it (registry, journal).
+struct DeadlineTemplate {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+    gid_text: String,
+    card: Vec<(String, rusqlite::types::Value)>,
+    message: Vec<(String, rusqlite::types::Value)>,
+    /// The deadline rows the gateway gave the template request: `(kind, due in ms from
+    /// receipt)`.
+    own_deadlines: Vec<(String, i64)>,
+}
+
+/// One row of `table` by its global ID, column by column.
+fn row_of(
+    conn: &rusqlite::Connection,
+    table: &str,
+    gid: &[u8],
+) -> Result<Vec<(String, rusqlite::types::Value)>, String> {
+    let sql = |e: rusqlite::Error| format!("reading the template {table} row: {e}");
+    let mut st = conn
+        .prepare(&format!("SELECT * FROM {table} WHERE global_id = ?1"))
+        .map_err(sql)?;
+    let names: Vec<String> = st.column_names().map(|s| s.to_string()).collect();
+    let values: Vec<rusqlite::types::Value> = st
+        .query_row([gid], |r| {
+            (0..names.len()).map(|i| r.get(i)).collect::<Result<_, _>>()
+        })
+        .map_err(sql)?;
+    Ok(names.into_iter().zip(values).collect())
+}
+
+fn value_bytes(v: &rusqlite::types::Value) -> usize {
+    use rusqlite::types::Value as V;
+    match v {
+        V::Null => 0,
+        V::Integer(_) | V::Real(_) => 8,
+        V::Text(s) => s.len(),
+        V::Blob(b) => b.len(),
+    }
+}
+
+/// The bytes of a row's values (integers as 8).
+fn row_bytes(row: &[(String, rusqlite::types::Value)]) -> usize {
+    row.iter().map(|(_, v)| value_bytes(v)).sum()
+}
+
+fn deadline_template(env: &Env) -> Result<DeadlineTemplate, String> {
+    let host = Host::start(env, true, "deadlines-template")?;
+    let consumer = env.consumer(&host.endpoint, true)?;
+    let call = consumer.prepare(client::send_request(&birth_request(0)))?;
+    let (reply, _, _) = env.load.block_on(consumer.call(&call))?;
+    check(&reply)?;
+    let gid_text = reply
+        .global_id()
+        .ok_or("SendRequest answered without a global ID")?;
+    let gid = *uuid::Uuid::parse_str(&gid_text)
+        .map_err(|e| e.to_string())?
+        .as_bytes();
+    let dir = host.stop()?;
+    let db = env.config(dir.path()).database_path();
+    let conn = rusqlite::Connection::open(&db).map_err(|e| format!("{}: {e}", db.display()))?;
+    let card = row_of(&conn, "cards", &gid)?;
+    let message = row_of(&conn, "messages", &gid)?;
+    let received: i64 = conn
+        .query_row(
+            "SELECT received_at FROM cards WHERE global_id = ?1",
+            [&gid[..]],
+            |r| r.get(0),
+        )
+        .map_err(|e| e.to_string())?;
+    let own_deadlines = conn
+        .prepare("SELECT kind, due_at FROM deadlines WHERE global_id = ?1 ORDER BY due_at")
+        .and_then(|mut st| {
+            st.query_map([&gid[..]], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? - received))
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(|e| e.to_string())?;
+    drop(conn);
+    Ok(DeadlineTemplate {
+        _dir: dir,
+        db,
+        gid_text,
+        card,
+        message,
+        own_deadlines,
+    })
+}
+
+/// When the prefilled requests were received and their deadline rows are due.
+#[derive(Debug, Clone, Copy)]
+struct DeadlineSchedule {
+    kind: DeadlineKind,
+    /// Receipt of request 0; request `i` is received `i` ms later.
+    first_received_ms: i64,
+    /// Due time of request 0's row; request `i`'s is `i` ms later.
+    first_due_ms: i64,
+}
+
+/// A copy of the template's database (`VACUUM INTO` `db`) plus `n` requests like the
+/// template's, each with its card, its queue row (delivered and acknowledged: the provider
+/// has it and the reply is awaited) and one deadline row of `schedule.kind`, written
+/// directly with SQLite in big transactions with `synchronous=OFF` and no rollback journal
+/// (setup, not measured). Global IDs are time-ordered, node 3 (the gateway is node 1).
+fn prefill_deadlines(
+    template: &DeadlineTemplate,
+    db: &Path,
+    n: u64,
+    schedule: DeadlineSchedule,
+) -> Result<Value, String> {
+    use rusqlite::types::Value as V;
+    let t0 = mono();
+    let sql = |e: rusqlite::Error| format!("prefilling {}: {e}", db.display());
+    if let Some(dir) = db.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    rusqlite::Connection::open(&template.db)
+        .and_then(|c| c.execute("VACUUM INTO ?1", [db.display().to_string()]))
+        .map_err(sql)?;
+    let mut conn = rusqlite::Connection::open(db).map_err(sql)?;
+    conn.pragma_update(None, "journal_mode", "OFF")
+        .map_err(sql)?;
+    conn.pragma_update(None, "synchronous", "OFF")
+        .map_err(sql)?;
+    conn.pragma_update(None, "cache_size", -262_144)
+        .map_err(sql)?;
+    let insert = |table: &str, cols: &[&(String, V)]| {
+        format!(
+            "INSERT INTO {table} ({}) VALUES ({})",
+            cols.iter()
+                .map(|(c, _)| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            (1..=cols.len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let card_cols: Vec<&(String, V)> = template.card.iter().collect();
+    // `seq` is the queue's order: SQLite assigns it.
+    let message_cols: Vec<&(String, V)> = template
+        .message
+        .iter()
+        .filter(|(c, _)| c != "seq")
+        .collect();
+    let card_sql = insert("cards", &card_cols);
+    let message_sql = insert("messages", &message_cols);
+    let details = template
+        .card
+        .iter()
+        .find(|(c, _)| c == "details")
+        .and_then(|(_, v)| match v {
+            V::Text(s) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let mut card_values: Vec<V> = card_cols.iter().map(|(_, v)| v.clone()).collect();
+    let mut message_values: Vec<V> = message_cols.iter().map(|(_, v)| v.clone()).collect();
+    let kind = schedule.kind.name();
+    let mut i = 0u64;
+    while i < n {
+        let txn = conn.transaction().map_err(sql)?;
+        {
+            let mut cards = txn.prepare(&card_sql).map_err(sql)?;
+            let mut messages = txn.prepare(&message_sql).map_err(sql)?;
+            let mut deadlines = txn
+                .prepare("INSERT INTO deadlines (global_id, kind, due_at) VALUES (?1, ?2, ?3)")
+                .map_err(sql)?;
+            let end = (i + DEADLINE_PREFILL_COMMIT_EVERY).min(n);
+            while i < end {
+                let received = schedule.first_received_ms + i as i64;
+                let due = schedule.first_due_ms + i as i64;
+                let when = std::time::UNIX_EPOCH + Duration::from_millis(received.max(0) as u64);
+                let global = mezhved_core::ids::encode_global_id(
+                    mezhved_core::ids::ticks_since_gregorian(when),
+                    (i & 0x3fff) as u16,
+                    1,
+                    3,
+                );
+                let gid = global.as_bytes().to_vec();
+                let message_id = client::message_id(when).to_string();
+                for (v, (col, _)) in card_values.iter_mut().zip(&card_cols) {
+                    match col.as_str() {
+                        "global_id" => *v = V::Blob(gid.clone()),
+                        "sender_message_id" => *v = V::Text(message_id.clone()),
+                        "received_at" => *v = V::Integer(received),
+                        "due_at" => *v = V::Integer(due),
+                        "details" => {
+                            *v = V::Text(
+                                details
+                                    .replace(&template.gid_text, &global.hyphenated().to_string()),
+                            )
+                        }
+                        _ => {}
+                    }
+                }
+                for (v, (col, _)) in message_values.iter_mut().zip(&message_cols) {
+                    match col.as_str() {
+                        "global_id" => *v = V::Blob(gid.clone()),
+                        "sender_message_id" => *v = V::Text(message_id.clone()),
+                        "received_at" | "visible_at" => *v = V::Integer(received),
+                        "delivery_count" => *v = V::Integer(1),
+                        "first_delivered_at" => *v = V::Integer(received + 500),
+                        "acked_at" => *v = V::Integer(received + 1000),
+                        "payload" => *v = V::Null,
+                        _ => {}
+                    }
+                }
+                cards
+                    .execute(rusqlite::params_from_iter(card_values.iter()))
+                    .map_err(sql)?;
+                messages
+                    .execute(rusqlite::params_from_iter(message_values.iter()))
+                    .map_err(sql)?;
+                deadlines
+                    .execute(rusqlite::params![gid, kind, due])
+                    .map_err(sql)?;
+                i += 1;
+            }
+        }
+        txn.commit().map_err(sql)?;
+    }
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sql)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sql)?;
+    drop(conn);
+    let seconds = (mono() - t0).as_secs_f64();
+    Ok(json!({
+        "requests": n,
+        "kind": kind,
+        "seconds": round3(seconds),
+        "rows_per_s": round1(n as f64 / seconds.max(1e-9)),
+        "database_bytes": file_size(db),
+    }))
+}
+
+/// `VmRSS`, `RssAnon`, `RssFile` and `VmHWM` now, in kB.
+fn memory_kb() -> Value {
+    json!({
+        "rss": status_kb("VmRSS"),
+        "anon": status_kb("RssAnon"),
+        "file": status_kb("RssFile"),
+        "hwm": status_kb("VmHWM"),
+    })
+}
+
+/// Counts in the database at `db` (read-only): deadline rows pending (the template
+/// request's own two among them, due in about a week), pending and due now, fired; status
+/// messages; journal size.
+fn deadline_counts(db: &Path) -> Result<Value, String> {
+    let sql = |e: rusqlite::Error| format!("{}: {e}", db.display());
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql)?;
+    let one = |q: &str| -> Result<i64, String> { conn.query_row(q, [], |r| r.get(0)).map_err(sql) };
+    Ok(json!({
+        "pending": one("SELECT count(*) FROM deadlines WHERE fired_at IS NULL AND closed_at IS NULL")?,
+        "due_now": one(&format!("SELECT count(*) FROM deadlines WHERE fired_at IS NULL AND closed_at IS NULL AND due_at <= {}", to_ms(wall())))?,
+        "fired": one("SELECT count(*) FROM deadlines WHERE fired_at IS NOT NULL")?,
+        "status_messages": one(&format!("SELECT count(*) FROM messages WHERE queue = {}", Queue::Statuses.code()))?,
+        "journal_events": one("SELECT coalesce(max(seq) + 1, 0) FROM journal_events")?,
+    }))
+}
+
+/// The gateway opened on `data_dir` and served (its deadline timer loop running) with no
+/// traffic: the process's CPU over `window` after `settle`, and its memory before opening,
+/// after opening and after the window. Then, with the gateway still serving, timer passes
+/// timed one by one (what the loop does each time it looks; nothing is due).
+fn deadlines_idle(env: &Env, data_dir: &Path) -> Result<Value, String> {
+    let p = &env.plan;
+    let settle = if p.quick {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(1)
+    };
+    let before_open = memory_kb();
+    let hwm_reset = reset_peak_rss();
+    let rt = runtime("mz-gw", p.cores)?;
+    let config = env.config(data_dir);
+    let t0 = mono();
+    let gateway = rt
+        .block_on(Gateway::open(config, Arc::new(SystemClock)))
+        .map_err(|e| format!("the gateway does not open: {e}"))?;
+    let open_seconds = (mono() - t0).as_secs_f64();
+    let after_open = memory_kb();
+    let store = gateway.state.store.clone();
+    let exchange = gateway.state.exchange.clone();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = rt.spawn(async move {
+        gateway
+            .serve(listener, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .map_err(|e| e.to_string())
+    });
+    std::thread::sleep(settle);
+    let a = cpu_snapshot();
+    let w0 = mono();
+    std::thread::sleep(p.deadlines_idle);
+    let b = cpu_snapshot();
+    let window = (mono() - w0).as_secs_f64();
+    let after_idle = memory_kb();
+    let split = cpu_split(&a, &b);
+    let pct = |s: f64| round3(s / window.max(1e-9) * 100.0);
+    let core_pct = pct(split.get("total").copied().unwrap_or(0.0));
+    let by_group: serde_json::Map<String, Value> = split
+        .iter()
+        .filter(|(k, _)| **k != "other_processes")
+        .map(|(k, v)| (k.to_string(), Value::from(pct(*v))))
+        .collect();
+
+    // What one look of the loop costs with every row pending and none due.
+    let runner = Arc::new(DeadlineRunner::new(
+        store.clone(),
+        exchange,
+        Arc::new(SystemClock),
+        "mz-bench-probe".into(),
+        data_dir.to_path_buf(),
+    ));
+    let passes = if p.quick {
+        DEADLINE_PROBE_PASSES / 10
+    } else {
+        DEADLINE_PROBE_PASSES
+    };
+    let mut pass_us = Vec::with_capacity(passes);
+    let mut next_at = None;
+    let c0 = cpu_snapshot();
+    for _ in 0..passes {
+        let (runner, store) = (runner.clone(), store.clone());
+        let s = mono();
+        let (fired, next) = rt
+            .block_on(rt.spawn(async move {
+                let fired = runner.run_once().await?;
+                Ok::<_, mezhved_store::StoreError>((fired, store.next_deadline_at().await?))
+            }))
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        pass_us.push((mono() - s).as_micros() as u32);
+        if fired != 0 {
+            return Err(format!("{fired} deadlines fired in the idle run"));
+        }
+        next_at = next;
+    }
+    let c1 = cpu_snapshot();
+    let probe_split = cpu_split(&c0, &c1);
+    let pass_cpu_us = (probe_split.get("total").copied().unwrap_or(0.0)
+        - probe_split.get("clients").copied().unwrap_or(0.0))
+        * 1e6
+        / passes as f64;
+    drop(runner);
+    drop(store);
+    let _ = stop.send(());
+    rt.block_on(task)
+        .map_err(|e| format!("the gateway task failed: {e}"))??;
+    let max_idle = mezhved_core::deadlines::MAX_IDLE.as_secs_f64();
+    Ok(json!({
+        "open_seconds": round3(open_seconds),
+        "settle_seconds": settle.as_secs_f64(),
+        "window_seconds": round3(window),
+        "cpu_seconds": split,
+        "core_pct": core_pct,
+        "core_pct_by_thread_group": by_group,
+        "memory_kb": {
+            "before_open": before_open,
+            "after_open": after_open,
+            "after_idle": after_idle,
+            "hwm_reset": hwm_reset,
+        },
+        "timer_pass": {
+            "passes": passes,
+            "wall": summary(&mut pass_us),
+            "cpu_us_per_pass": round1(pass_cpu_us),
+            "max_idle_seconds": max_idle,
+            "core_pct_at_one_pass_per_max_idle": round3(pass_cpu_us / 1e6 / max_idle * 100.0),
+            "next_deadline_in_s": next_at.map(|at| round1((at - to_ms(wall())) as f64 / 1000.0)),
+        },
+    }))
+}
+
+/// [`deadlines_idle`] on `data_dir` in a fresh child process (`mezhved bench
+/// --deadlines-idle-dir`), so its memory is the gateway's alone (not the prefill's, not
+/// the runs before); in this process with `--in-process`.
+fn deadlines_idle_isolated(env: &Env, data_dir: &Path) -> Result<Value, String> {
+    let plan = &env.plan;
+    if plan.in_process {
+        let mut v = deadlines_idle(env, data_dir)?;
+        v["own_process"] = Value::from(false);
+        return Ok(v);
+    }
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the mezhved binary: {e}"))?;
+    let json_file = tempfile::Builder::new()
+        .prefix("mezhved-bench-child-")
+        .suffix(".json")
+        .tempfile_in(&plan.tmp)
+        .map_err(|e| e.to_string())?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("bench")
+        .arg("--in-process")
+        .args(["--only", "deadlines"])
+        .arg("--repo")
+        .arg(&plan.repo)
+        .arg("--tmp")
+        .arg(&plan.tmp)
+        .arg("--json")
+        .arg(json_file.path())
+        .arg("--deadlines-idle-dir")
+        .arg(data_dir)
+        .args([
+            "--deadlines-idle-seconds",
+            &plan.deadlines_idle.as_secs_f64().to_string(),
+        ]);
+    if plan.quick {
+        cmd.arg("--quick");
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run the deadlines child: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "the deadlines child failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = std::fs::read_to_string(json_file.path()).map_err(|e| e.to_string())?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let mut v = v
+        .get("deadlines_idle")
+        .cloned()
+        .ok_or("the deadlines child reported nothing")?;
+    v["own_process"] = Value::from(true);
+    Ok(v)
+}
+
+/// Opens a gateway on `dir` (not served: no timer loop of its own) and times one
+/// `DeadlineRunner::run_once` over everything due, as the timer loop's first pass after a
+/// restart would; `n` rows are due.
+fn deadlines_fire(env: &Env, dir: &Path, n: u64) -> Result<Value, String> {
+    let config = env.config(dir);
+    let db = config.database_path();
+    let before = deadline_counts(&db)?;
+    let rt = runtime("mz-gw", env.plan.cores)?;
+    let gateway = rt
+        .block_on(Gateway::open(config, Arc::new(SystemClock)))
+        .map_err(|e| format!("the gateway does not open: {e}"))?;
+    let journal_before = rt
+        .block_on(gateway.state.store.journal_size())
+        .map_err(|e| e.to_string())?;
+    let runner = DeadlineRunner::new(
+        gateway.state.store.clone(),
+        gateway.state.exchange.clone(),
+        Arc::new(SystemClock),
+        "mz-bench-firing".into(),
+        dir.to_path_buf(),
+    );
+    let a = cpu_snapshot();
+    let t0 = mono();
+    let fired = rt
+        .block_on(rt.spawn(async move { runner.run_once().await }))
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("firing: {e}"))?;
+    let seconds = (mono() - t0).as_secs_f64();
+    let b = cpu_snapshot();
+    drop(gateway);
+    drop(rt);
+    let split = cpu_split(&a, &b);
+    let per_row = |s: f64| round1(s * 1e6 / (fired.max(1) as f64));
+    let cpu_us_per_row: serde_json::Map<String, Value> = split
+        .iter()
+        .filter(|(k, _)| **k != "other_processes" && **k != "clients")
+        .map(|(k, v)| (k.to_string(), Value::from(per_row(*v))))
+        .collect();
+    let after = deadline_counts(&db)?;
+    let statuses = f(&after, &["status_messages"]).unwrap_or(0.0)
+        - f(&before, &["status_messages"]).unwrap_or(0.0);
+    Ok(json!({
+        "due": n,
+        "fired": fired,
+        "seconds": round3(seconds),
+        "deadlines_per_s": round1(fired as f64 / seconds.max(1e-9)),
+        "cpu_seconds": split,
+        "cpu_us_per_row": cpu_us_per_row,
+        "status_messages_per_row": round3(statuses / fired.max(1) as f64),
+        "pending_after": after["pending"],
+        "due_after": after["due_now"],
+        "appended": appended_events(&db, journal_before)?,
+    }))
+}
+
+fn phase_deadlines(env: &Env, out: &mut dyn Write) -> Result<Value, String> {
+    let p = &env.plan;
+    let _ = writeln!(
+        out,
+        "deadlines: {} and {} pending rows idle {:.1} s each; {} due rows fired per kind",
+        p.deadlines_baseline_pending,
+        p.deadlines_pending,
+        p.deadlines_idle.as_secs_f64(),
+        p.deadlines_due
+    );
+    let _ = out.flush();
+    let template = deadline_template(env)?;
+    // What a prefilled request takes on disk: its rows (the queue row keeps the signed
+    // answer, the idempotency record), plus a third for indexes and page slack.
+    let per_request = (row_bytes(&template.card) + row_bytes(&template.message)) as u64 * 4 / 3;
+    let largest = p
+        .deadlines_pending
+        .max(p.deadlines_baseline_pending)
+        .max(p.deadlines_due);
+    let needed = largest * per_request + (1 << 30);
+    let free_before = free_bytes(&p.tmp);
+    if let Some(free) = free_before {
+        if free < needed {
+            return Err(format!(
+                "the deadlines part needs about {} GB in {} and {} GB are free: give --tmp elsewhere or fewer --deadlines-pending",
+                gb(needed),
+                p.tmp.display(),
+                gb(free)
+            ));
+        }
+    }
+    let now = to_ms(wall());
+    const DAY_MS: i64 = 86_400_000;
+
+    // 1. Idle with pending rows due in 30 days and later, small and large.
+    let mut idle = serde_json::Map::new();
+    for (label, n) in [
+        ("small", p.deadlines_baseline_pending),
+        ("large", p.deadlines_pending),
+    ] {
+        let dir = env.tempdir(&format!("deadlines-idle-{label}"))?;
+        let db = env.config(dir.path()).database_path();
+        let prefill = prefill_deadlines(
+            &template,
+            &db,
+            n,
+            DeadlineSchedule {
+                kind: DeadlineKind::Overdue,
+                first_received_ms: now - DAY_MS,
+                first_due_ms: now + 30 * DAY_MS,
+            },
+        )?;
+        let mut v = deadlines_idle_isolated(env, dir.path())?;
+        let counts = deadline_counts(&db)?;
+        if f(&counts, &["fired"]) != Some(0.0) {
+            return Err(format!("deadlines fired in the idle run: {counts}"));
+        }
+        v["pending"] = Value::from(n);
+        v["prefill"] = prefill;
+        v["counts_after"] = counts;
+        let mem = &v["memory_kb"];
+        let _ = writeln!(
+            out,
+            "deadlines idle, {n} pending (prefilled in {} s, database {} bytes): {} % of one core over {} s ({}); RSS {} kB before opening, {} kB after, {} kB after the window (anon {}, file {}); one timer pass {} µs CPU ({} ms wall p50) = {} % of a core at one pass per {} s",
+            t(&v["prefill"]["seconds"]),
+            t(&v["prefill"]["database_bytes"]),
+            t(&v["core_pct"]),
+            t(&v["window_seconds"]),
+            v["core_pct_by_thread_group"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default(),
+            t(&mem["before_open"]["rss"]),
+            t(&mem["after_open"]["rss"]),
+            t(&mem["after_idle"]["rss"]),
+            t(&mem["after_idle"]["anon"]),
+            t(&mem["after_idle"]["file"]),
+            t(&v["timer_pass"]["cpu_us_per_pass"]),
+            t(&v["timer_pass"]["wall"]["p50_ms"]),
+            t(&v["timer_pass"]["core_pct_at_one_pass_per_max_idle"]),
+            t(&v["timer_pass"]["max_idle_seconds"])
+        );
+        let _ = out.flush();
+        drop(dir);
+        idle.insert(label.into(), v);
+    }
+    let rss = |label: &str, at: &str| f(&idle[label]["memory_kb"][at]["rss"], &[]);
+    let growth = |label: &str| match (rss(label, "after_idle"), rss(label, "before_open")) {
+        (Some(a), Some(b)) => Some(a - b),
+        _ => None,
+    };
+    let rss_diff_mb = match (rss("large", "after_idle"), rss("small", "after_idle")) {
+        // `+ 0.0` turns a rounded -0.0 into 0.0.
+        (Some(l), Some(s)) => Some(round1((l - s) / 1024.0) + 0.0),
+        _ => None,
+    };
+    let page_cache_bound_mb =
+        round1((SqliteOptions::default().readers + 1) as f64 * SQLITE_DEFAULT_CACHE_KIB / 1024.0);
+    let _ = writeln!(
+        out,
+        "deadlines memory: RSS after the idle window {} kB with {} pending, {} kB with {}: {} MB more (growth from before opening: {} / {} kB); the SQLite page caches hold at most {} MB",
+        t(&Value::from(rss("large", "after_idle"))),
+        p.deadlines_pending,
+        t(&Value::from(rss("small", "after_idle"))),
+        p.deadlines_baseline_pending,
+        t(&Value::from(rss_diff_mb)),
+        t(&Value::from(growth("large"))),
+        t(&Value::from(growth("small"))),
+        page_cache_bound_mb
+    );
+
+    // 2. Firing: everything due, one kind at a time.
+    let mut firing = serde_json::Map::new();
+    for kind in [DeadlineKind::Overdue, DeadlineKind::Reminder] {
+        let dir = env.tempdir(&format!("deadlines-fire-{}", kind.name()))?;
+        let db = env.config(dir.path()).database_path();
+        let n = p.deadlines_due;
+        let prefill = prefill_deadlines(
+            &template,
+            &db,
+            n,
+            DeadlineSchedule {
+                kind,
+                first_received_ms: now - 10 * DAY_MS,
+                first_due_ms: now - 2 * 3_600_000 - n as i64,
+            },
+        )?;
+        let mut v = deadlines_fire(env, dir.path(), n)?;
+        if v["fired"].as_u64() != Some(n) {
+            return Err(format!(
+                "{} of {n} {} deadlines fired",
+                t(&v["fired"]),
+                kind.name()
+            ));
+        }
+        v["prefill"] = prefill;
+        let _ = writeln!(
+            out,
+            "deadlines firing, {n} {} rows due: {} fired in {} s = {} deadlines/s; CPU µs per row: {}; {} status messages and {} journal events per row",
+            kind.name(),
+            t(&v["fired"]),
+            t(&v["seconds"]),
+            t(&v["deadlines_per_s"]),
+            v["cpu_us_per_row"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default(),
+            t(&v["status_messages_per_row"]),
+            f(&v["appended"], &["events"]).map_or("–".into(), |e| format!("{:.3}", e / n.max(1) as f64))
+        );
+        let _ = out.flush();
+        drop(dir);
+        firing.insert(kind.name().into(), v);
+    }
+    Ok(json!({
+        "pending_large": p.deadlines_pending,
+        "pending_small": p.deadlines_baseline_pending,
+        "due": p.deadlines_due,
+        "idle_seconds": p.deadlines_idle.as_secs_f64(),
+        "tmp": p.tmp.display().to_string(),
+        "free_bytes_before": free_before,
+        "template": {
+            "card_columns": template.card.len(),
+            "card_bytes": row_bytes(&template.card),
+            "message_bytes": row_bytes(&template.message),
+            "message_bytes_prefilled": row_bytes(&template.message) - template.message.iter().find(|(c, _)| c == "payload").map_or(0, |(_, v)| value_bytes(v)),
+            "own_deadlines": template.own_deadlines.iter().map(|(k, d)| json!({ "kind": k, "due_after_receipt_ms": d })).collect::<Vec<_>>(),
+        },
+        "idle": idle,
+        "memory": {
+            "rss_after_idle_large_minus_small_mb": rss_diff_mb,
+            "rss_growth_large_kb": growth("large"),
+            "rss_growth_small_kb": growth("small"),
+            "sqlite_page_cache_bound_mb": page_cache_bound_mb,
+        },
+        "firing": firing,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
 // The report
 
 /// Runs a memory part in a fresh child process (`mezhved bench --only <part>
@@ -2864,6 +3612,15 @@ fn print_ops(out: &mut dyn Write, ops: &Value) {
 pub fn run(args: BenchArgs, out: &mut dyn Write) -> Result<(), String> {
     let plan = Plan::new(&args)?;
     let env = Env::new(plan.clone())?;
+    if let Some(dir) = &args.deadlines_idle_dir {
+        // The deadlines part's child: the idle run alone.
+        let v = json!({ "deadlines_idle": deadlines_idle(&env, dir)? });
+        if let Some(path) = &args.json {
+            let text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
+            std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        return Ok(());
+    }
     let mut report = serde_json::Map::new();
     let _ = writeln!(
         out,
@@ -2897,6 +3654,10 @@ pub fn run(args: BenchArgs, out: &mut dyn Write) -> Result<(), String> {
             "journal_pairs": plan.journal_pairs,
             "journal_s": plan.journal_duration.as_secs_f64(),
             "journal_proofs": plan.journal_proofs,
+            "deadlines_pending": plan.deadlines_pending,
+            "deadlines_baseline_pending": plan.deadlines_baseline_pending,
+            "deadlines_due": plan.deadlines_due,
+            "deadlines_idle_s": plan.deadlines_idle.as_secs_f64(),
             "build": if cfg!(debug_assertions) { "debug" } else { "release" },
             "repo": plan.repo.display().to_string(),
         }),
@@ -3014,6 +3775,11 @@ pub fn run(args: BenchArgs, out: &mut dyn Write) -> Result<(), String> {
         report.insert("journal".into(), v);
     }
 
+    if plan.runs(Part::Deadlines) {
+        let v = phase_deadlines(&env, out)?;
+        report.insert("deadlines".into(), v);
+    }
+
     let r = Value::Object(report.clone());
     let bound = f(&r, &["crypto", "bound_exchanges_per_s"]);
     let signed = f(&r, &["exchange_signed", "exchanges_per_s"]);
@@ -3117,6 +3883,42 @@ pub fn run(args: BenchArgs, out: &mut dyn Write) -> Result<(), String> {
             TARGET_JOURNAL_SCALE,
             true,
             "journal.scale.large.exchanges_per_s / journal.scale.small.exchanges_per_s (journal.events_large vs journal.events_small prefilled events)",
+        ),
+        target(
+            "deadlines_idle_cpu",
+            "with 10⁶ pending deadlines the idle timer loop uses < 1 % of a core",
+            f(&r, &["deadlines", "idle", "large", "core_pct"]),
+            "% of one core",
+            TARGET_DEADLINE_IDLE_CORE_PCT,
+            false,
+            "deadlines.idle.large.core_pct: CPU of the whole gateway process (every thread) over deadlines.idle_seconds of serving with no traffic, deadlines.pending_large rows pending (due in 30 days and later)",
+        ),
+        target(
+            "deadlines_idle_memory",
+            "memory does not grow with the number of pending deadlines beyond the database's own",
+            f(&r, &["deadlines", "memory", "rss_after_idle_large_minus_small_mb"]),
+            "MiB",
+            f(&r, &["deadlines", "memory", "sqlite_page_cache_bound_mb"]).unwrap_or(0.0),
+            false,
+            "deadlines.memory.rss_after_idle_large_minus_small_mb: VmRSS after the idle window with deadlines.pending_large minus with deadlines.pending_small pending rows (fresh processes); the limit is the SQLite page caches' bound (connections × 2000 KiB)",
+        ),
+        target(
+            "deadlines_firing_overdue",
+            "firing throughput ≥ 50,000 deadlines/s (overdue: two statuses and a journal event each)",
+            f(&r, &["deadlines", "firing", "overdue", "deadlines_per_s"]),
+            "deadlines/s",
+            TARGET_DEADLINE_FIRE_PER_S,
+            true,
+            "deadlines.firing.overdue.deadlines_per_s: DeadlineRunner::run_once over deadlines.due overdue rows all due",
+        ),
+        target(
+            "deadlines_firing_reminder",
+            "firing throughput ≥ 50,000 deadlines/s (reminder: one status and a journal event each)",
+            f(&r, &["deadlines", "firing", "reminder", "deadlines_per_s"]),
+            "deadlines/s",
+            TARGET_DEADLINE_FIRE_PER_S,
+            true,
+            "deadlines.firing.reminder.deadlines_per_s: DeadlineRunner::run_once over deadlines.due reminder rows all due",
         ),
     ];
     let _ = writeln!(out, "targets:");

@@ -1,5 +1,5 @@
 //! `mezhved bench --quick`: every part runs end to end (the journal part over tiny
-//! journals), and the JSON report carries every figure and a verdict for each of the
+//! journals, the deadlines part over a few thousand rows), and the JSON report carries every figure and a verdict for each of the
 //! issues' targets. Nothing here asserts a speed:
 //! this runs in a debug build on whatever machine CI has.
 
@@ -106,6 +106,11 @@ fn quick_bench_reports_every_figure_and_target() {
         &["journal", "scale", "large", "exchanges_per_s"],
         &["journal", "scale", "ratio"],
         &["journal", "scale", "appended_over_large", "events"],
+        &["deadlines", "pending_large"],
+        &["deadlines", "pending_small"],
+        &["deadlines", "due"],
+        &["deadlines", "memory", "rss_after_idle_large_minus_small_mb"],
+        &["deadlines", "memory", "sqlite_page_cache_bound_mb"],
     ] {
         number(&v, path);
     }
@@ -185,6 +190,61 @@ fn quick_bench_reports_every_figure_and_target() {
     assert!(number(&v, &["journal", "proofs", "at_size"]) > large);
     assert!(number(&v, &["journal", "scale", "appended_over_large", "events"]) > 0.0);
 
+    // Deadlines: both idle runs (each in a process of its own) report CPU and memory and
+    // fire nothing; every due row of each kind fires, with its statuses and journal events.
+    for (label, pending) in [
+        ("small", "deadlines_baseline_pending"),
+        ("large", "deadlines_pending"),
+    ] {
+        let idle = at(&v, &["deadlines", "idle", label]);
+        assert_eq!(number(idle, &["pending"]), number(&v, &["config", pending]));
+        // The prefilled rows, and the template request's own.
+        assert!(number(idle, &["counts_after", "pending"]) >= number(idle, &["pending"]));
+        assert_eq!(number(idle, &["counts_after", "fired"]), 0.0);
+        assert_eq!(idle["own_process"], Value::Bool(true), "{idle}");
+        for path in [
+            &["core_pct"][..],
+            &["window_seconds"],
+            &["cpu_seconds", "total"],
+            &["memory_kb", "before_open", "rss"],
+            &["memory_kb", "after_open", "rss"],
+            &["memory_kb", "after_idle", "rss"],
+            &["timer_pass", "cpu_us_per_pass"],
+            &["timer_pass", "wall", "p50_ms"],
+            &["timer_pass", "core_pct_at_one_pass_per_max_idle"],
+            &["timer_pass", "next_deadline_in_s"],
+            &["prefill", "database_bytes"],
+        ] {
+            number(idle, path);
+        }
+        // Nothing is due for days (the template request's reminder is the earliest).
+        assert!(number(idle, &["timer_pass", "next_deadline_in_s"]) > 86_400.0);
+    }
+    let due = number(&v, &["config", "deadlines_due"]);
+    for (kind, statuses, events) in [("overdue", 2.0, 3.0), ("reminder", 1.0, 2.0)] {
+        let run = at(&v, &["deadlines", "firing", kind]);
+        assert_eq!(number(run, &["fired"]), due, "{kind}: {run}");
+        assert_eq!(number(run, &["due_after"]), 0.0, "{kind}: {run}");
+        assert_eq!(
+            number(run, &["status_messages_per_row"]),
+            statuses,
+            "{kind}"
+        );
+        assert_eq!(
+            number(run, &["appended", "events"]),
+            events * due,
+            "{kind}: {run}"
+        );
+        for path in [
+            &["deadlines_per_s"][..],
+            &["seconds"],
+            &["cpu_us_per_row", "total"],
+            &["cpu_us_per_row", "store_writer"],
+        ] {
+            number(run, path);
+        }
+    }
+
     let targets = at(&v, &["targets"]).as_array().expect("targets");
     let names: Vec<&str> = targets
         .iter()
@@ -202,6 +262,10 @@ fn quick_bench_reports_every_figure_and_target() {
             "journal_verify_rate",
             "journal_proof_p99",
             "journal_scale",
+            "deadlines_idle_cpu",
+            "deadlines_idle_memory",
+            "deadlines_firing_overdue",
+            "deadlines_firing_reminder",
         ]
     );
     for t in targets {

@@ -18,7 +18,6 @@ CREATE TABLE journal_events (
     leaf      BLOB NOT NULL
 );
 CREATE INDEX journal_events_message ON journal_events (global_id) WHERE global_id IS NOT NULL;
-CREATE INDEX journal_events_at ON journal_events (at);
 
 CREATE TABLE journal_nodes (
     level INTEGER NOT NULL,

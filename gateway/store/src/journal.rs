@@ -59,7 +59,12 @@ pub fn canonical_json(value: &Value, out: &mut Vec<u8>) -> Result<()> {
             // JCS sorts by UTF-16 code units; for the ASCII keys the journal writes that
             // is byte order.
             let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+            if keys.iter().all(|k| k.is_ascii()) {
+                // For ASCII (every key the journal writes) UTF-16 order is byte order.
+                keys.sort_unstable();
+            } else {
+                keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+            }
             out.push(b'{');
             for (i, k) in keys.into_iter().enumerate() {
                 if i > 0 {

@@ -114,6 +114,17 @@ fn open_connection(path: &Path, options: &SqliteOptions, read_only: bool) -> Res
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "secure_delete", "ON")?;
+    // The writer runs a few dozen distinct statements (queues, cards, journal, deadlines);
+    // with rusqlite's default cache of 16 they were evicted and prepared again, triggers
+    // recompiled with them.
+    conn.set_prepared_statement_cache_capacity(256);
+    if !read_only {
+        // Each command runs in a SAVEPOINT, so SQLite keeps a statement journal of the
+        // pages it changes; past a small size it goes to a temporary file that is created
+        // and deleted per transaction. It never needs to survive a crash (the WAL is the
+        // transaction's own record), so it stays in memory.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+    }
     Ok(conn)
 }
 

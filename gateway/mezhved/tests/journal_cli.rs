@@ -196,6 +196,30 @@ async fn journal_commands_on_a_real_gateways_data() {
     assert!(csv.starts_with("global_id,"), "{csv}");
     assert!(csv.contains(&gid), "{csv}");
 
+    // The evaluation report over the same journal, as CSV and JSON.
+    let report = mezhved(
+        &config_path,
+        &[
+            "report",
+            "--from",
+            "2020-01-01",
+            "--to",
+            "2100-01-01",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(report.status.code(), Some(0), "{}", text(&report));
+    let report_csv = String::from_utf8_lossy(&report.stdout).into_owned();
+    assert!(report_csv.lines().count() >= 2, "{report_csv}");
+    let report = mezhved(
+        &config_path,
+        &["report", "--from", "2020-01-01", "--to", "2100-01-01"],
+    );
+    assert_eq!(report.status.code(), Some(0), "{}", text(&report));
+    let report: Value = serde_json::from_slice(&report.stdout).expect("report JSON");
+    assert_eq!(report["totals"]["senders"]["requests"], 1, "{report}");
+
     // The CLI's queries are journaled too, under the user's name.
     let db = rusqlite::Connection::open(data_dir.join("mezhved.db")).expect("db");
     let cli_queries: i64 = db

@@ -926,10 +926,11 @@ impl Exchange {
         };
 
         // A provider asking for more information (Kuzbass 5.5).
-        let clarification = field(TYPES_NS, "RequestStatus")
+        // (Validated above when present.)
+        let status_code = field(TYPES_NS, "RequestStatus")
             .and_then(|st| first_child(doc, st, TYPES_NS, "StatusCode"))
-            .and_then(|c| text_of(doc, c).parse::<i32>().ok())
-            == Some(crate::deadlines::CLARIFICATION_STATUS_CODE);
+            .and_then(|c| text_of(doc, c).parse::<i32>().ok());
+        let clarification = status_code == Some(crate::deadlines::CLARIFICATION_STATUS_CODE);
         let now_ms = to_ms(now);
         // An answer after the deadline is delivered all the same, marked late.
         let late =
@@ -988,9 +989,7 @@ impl Exchange {
             "rejection_code": field(TYPES_NS, "RequestRejected")
                 .and_then(|r| first_child(doc, r, TYPES_NS, "RejectionReasonCode"))
                 .map(|c| text_of(doc, c)),
-            "status_code": field(TYPES_NS, "RequestStatus")
-                .and_then(|st| first_child(doc, st, TYPES_NS, "StatusCode"))
-                .and_then(|c| text_of(doc, c).parse::<i64>().ok()),
+            "status_code": status_code,
             "late": late,
             "closes_deadline": closes.is_some(),
             "original_global_id": gid_string(&original_gid),

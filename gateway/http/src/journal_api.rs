@@ -21,7 +21,7 @@ use mezhved_core::card::{subject_hash, SearchDetail};
 use mezhved_core::journal::{AttestTarget, JournalError, Verdict};
 use mezhved_journal::merkle;
 use mezhved_store::journal::{hex, uuid_text};
-use mezhved_store::{Card, CardFilter, GlobalId, Hash, JournalEvent, StoreError};
+use mezhved_store::{Card, CardFilter, GlobalId, Hash, JournalEvent, Store, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -544,23 +544,60 @@ struct InclusionQuery {
     size: Option<u64>,
 }
 
+/// An inclusion proof of event `seq` as REST and CLI answer it: the tree size (`None`:
+/// the journal's size now), its root, the leaf and the audit path.
+pub async fn inclusion_json(
+    store: &dyn Store,
+    seq: u64,
+    size: Option<u64>,
+) -> Result<(u64, Value), StoreError> {
+    let size = match size {
+        Some(s) => s,
+        None => store.journal_size().await?,
+    };
+    let proof = store.inclusion_proof(seq, size).await?;
+    let root = store.journal_root(size).await?;
+    let event = store.journal_events(seq, 1).await?.into_iter().next();
+    let body = json!({
+        "seq": seq,
+        "size": size,
+        "root": hex(&root),
+        "leaf_hash": event.as_ref().map(|e| hex(&merkle::leaf_hash(&e.leaf))),
+        "leaf": event.as_ref().map(|e| String::from_utf8_lossy(&e.leaf).into_owned()),
+        "proof": proof.iter().map(|h| hex(h)).collect::<Vec<_>>(),
+    });
+    Ok((size, body))
+}
+
+/// A consistency proof between sizes `old` and `new` (`None`: now) with both roots.
+pub async fn consistency_json(
+    store: &dyn Store,
+    old: u64,
+    new: Option<u64>,
+) -> Result<(u64, Value), StoreError> {
+    let new = match new {
+        Some(s) => s,
+        None => store.journal_size().await?,
+    };
+    let proof = store.consistency_proof(old, new).await?;
+    let old_root = store.journal_root(old).await?;
+    let new_root = store.journal_root(new).await?;
+    let body = json!({
+        "old": old,
+        "new": new,
+        "old_root": hex(&old_root),
+        "new_root": hex(&new_root),
+        "proof": proof.iter().map(|h| hex(h)).collect::<Vec<_>>(),
+    });
+    Ok((new, body))
+}
+
 async fn get_inclusion(
     State(state): State<Arc<AppState>>,
     Extension(auditor): Extension<Auditor>,
     Params(q): Params<InclusionQuery>,
 ) -> Result<Json<Value>, Problem> {
-    let size = match q.size {
-        Some(s) => s,
-        None => state.store.journal_size().await?,
-    };
-    let proof = state.store.inclusion_proof(q.seq, size).await?;
-    let root = state.store.journal_root(size).await?;
-    let event = state
-        .store
-        .journal_events(q.seq, 1)
-        .await?
-        .into_iter()
-        .next();
+    let (size, body) = inclusion_json(&*state.store, q.seq, q.size).await?;
     record(
         &state,
         &auditor,
@@ -569,14 +606,7 @@ async fn get_inclusion(
         Some(1),
     )
     .await?;
-    Ok(Json(json!({
-        "seq": q.seq,
-        "size": size,
-        "root": hex(&root),
-        "leaf_hash": event.as_ref().map(|e| hex(&merkle::leaf_hash(&e.leaf))),
-        "leaf": event.as_ref().map(|e| String::from_utf8_lossy(&e.leaf).into_owned()),
-        "proof": proof.iter().map(|h| hex(h)).collect::<Vec<_>>(),
-    })))
+    Ok(Json(body))
 }
 
 #[derive(Debug, Deserialize)]
@@ -591,13 +621,7 @@ async fn get_consistency(
     Extension(auditor): Extension<Auditor>,
     Params(q): Params<ConsistencyQuery>,
 ) -> Result<Json<Value>, Problem> {
-    let new = match q.new {
-        Some(s) => s,
-        None => state.store.journal_size().await?,
-    };
-    let proof = state.store.consistency_proof(q.old, new).await?;
-    let old_root = state.store.journal_root(q.old).await?;
-    let new_root = state.store.journal_root(new).await?;
+    let (new, body) = consistency_json(&*state.store, q.old, q.new).await?;
     record(
         &state,
         &auditor,
@@ -606,13 +630,7 @@ async fn get_consistency(
         Some(1),
     )
     .await?;
-    Ok(Json(json!({
-        "old": q.old,
-        "new": new,
-        "old_root": hex(&old_root),
-        "new_root": hex(&new_root),
-        "proof": proof.iter().map(|h| hex(h)).collect::<Vec<_>>(),
-    })))
+    Ok(Json(body))
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,9 +9,8 @@ use clap::{Args, Subcommand};
 use mezhved_core::clock::SystemClock;
 use mezhved_core::journal::{AttestTarget, Journal, Verdict};
 use mezhved_dsig::crypto::SigningKey;
-use mezhved_http::journal_api::{card_json, Search};
+use mezhved_http::journal_api::{card_json, consistency_json, inclusion_json, Search};
 use mezhved_journal::checkpoint::NoteVerifier;
-use mezhved_journal::merkle;
 use mezhved_store::journal::hex;
 use mezhved_store::sqlite::{SqliteOptions, SqliteStore};
 use mezhved_store::Store;
@@ -305,13 +304,7 @@ async fn run(
             }
         }
         JournalCommand::Proof(ProofCommand::Inclusion { seq, size, .. }) => {
-            let size = match size {
-                Some(s) => s,
-                None => o.store.journal_size().await.map_err(usage)?,
-            };
-            let proof = o.store.inclusion_proof(seq, size).await.map_err(usage)?;
-            let root = o.store.journal_root(size).await.map_err(usage)?;
-            let event = o.store.journal_events(seq, 1).await.map_err(usage)?;
+            let (size, body) = inclusion_json(&*o.store, seq, size).await.map_err(usage)?;
             o.journal
                 .record_query(
                     &actor(),
@@ -321,25 +314,10 @@ async fn run(
                 )
                 .await
                 .map_err(usage)?;
-            w(
-                out,
-                json!({
-                    "seq": seq, "size": size, "root": hex(&root),
-                    "leaf": event.first().map(|e| String::from_utf8_lossy(&e.leaf).into_owned()),
-                    "leaf_hash": event.first().map(|e| hex(&merkle::leaf_hash(&e.leaf))),
-                    "proof": proof.iter().map(|h| hex(h)).collect::<Vec<_>>(),
-                })
-                .to_string(),
-            )?;
+            w(out, body.to_string())?;
         }
         JournalCommand::Proof(ProofCommand::Consistency { old, new, .. }) => {
-            let new = match new {
-                Some(s) => s,
-                None => o.store.journal_size().await.map_err(usage)?,
-            };
-            let proof = o.store.consistency_proof(old, new).await.map_err(usage)?;
-            let old_root = o.store.journal_root(old).await.map_err(usage)?;
-            let new_root = o.store.journal_root(new).await.map_err(usage)?;
+            let (new, body) = consistency_json(&*o.store, old, new).await.map_err(usage)?;
             o.journal
                 .record_query(
                     &actor(),
@@ -349,14 +327,7 @@ async fn run(
                 )
                 .await
                 .map_err(usage)?;
-            w(
-                out,
-                json!({
-                    "old": old, "new": new, "old_root": hex(&old_root), "new_root": hex(&new_root),
-                    "proof": proof.iter().map(|h| hex(h)).collect::<Vec<_>>(),
-                })
-                .to_string(),
-            )?;
+            w(out, body.to_string())?;
         }
         JournalCommand::Attest {
             global_id,

@@ -905,12 +905,7 @@ fn fire_deadline(
                 // Acknowledged meanwhile: nothing expires.
                 return Ok((FireOutcome::Skipped, false));
             }
-            attachments = attachments_of(tx, &f.global_id)?
-                .into_iter()
-                .map(|a| a.path)
-                .collect();
-            tx.prepare_cached("DELETE FROM attachments WHERE global_id = ?1")?
-                .execute([&f.global_id[..]])?;
+            attachments = take_attachments(tx, &f.global_id)?;
             tx.prepare_cached("UPDATE cards SET status = 'expired' WHERE global_id = ?1")?
                 .execute([&f.global_id[..]])?;
             // The reply deadlines of an expired request end with it.
@@ -925,6 +920,18 @@ fn fire_deadline(
         crate::journal::append(tx, &f.event)?;
     }
     Ok((FireOutcome::Fired { attachments }, erased))
+}
+
+/// Deletes a finished message's attachment rows; returns their files (relative paths),
+/// which the caller removes once the transaction is committed.
+fn take_attachments(tx: &Transaction<'_>, global_id: &GlobalId) -> Result<Vec<String>> {
+    let paths = attachments_of(tx, global_id)?
+        .into_iter()
+        .map(|a| a.path)
+        .collect();
+    tx.prepare_cached("DELETE FROM attachments WHERE global_id = ?1")?
+        .execute([&global_id[..]])?;
+    Ok(paths)
 }
 
 fn attachments_of(conn: &Connection, global_id: &[u8]) -> Result<Vec<StoredAttachment>> {
@@ -1106,12 +1113,7 @@ fn ack(tx: &Transaction<'_>, cmd: &AckCommand, journal: bool) -> Result<(AckOutc
     }
     tx.prepare_cached("UPDATE messages SET acked_at = ?2, payload = NULL WHERE seq = ?1")?
         .execute(params![seq, cmd.now_ms])?;
-    let attachments: Vec<String> = attachments_of(tx, &cmd.global_id)?
-        .into_iter()
-        .map(|a| a.path)
-        .collect();
-    tx.prepare_cached("DELETE FROM attachments WHERE global_id = ?1")?
-        .execute([&cmd.global_id[..]])?;
+    let attachments = take_attachments(tx, &cmd.global_id)?;
     // Delivered in time: its EOL no longer matters.
     tx.prepare_cached(
         "UPDATE deadlines SET closed_at = ?2

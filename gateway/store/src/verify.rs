@@ -13,8 +13,8 @@
 //!   states the row's size and root); so consecutive checkpoints are consistent with each
 //!   other, and no checkpoint is larger than the journal.
 //!
-//! How it runs (what keeps it above a million events per second on two cores: see the
-//! `verify_speed` test):
+//! How it runs (what keeps it above a million events per second on two cores: see
+//! `mezhved bench --only journal` and docs/performance.md, "Central journal"):
 //! - one read transaction on the caller's connection, so every statement sees the same
 //!   snapshot. Only the calling thread touches the connection (it is not `Sync`, and a
 //!   second connection would be a second snapshot): it steps every statement;

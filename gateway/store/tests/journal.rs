@@ -9,41 +9,20 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::*;
 use mezhved_journal::merkle;
 use mezhved_store::journal::{encode_leaf, hex};
-use mezhved_store::sqlite::{SqliteOptions, SqliteStore};
+use mezhved_store::sqlite::SqliteStore;
 use mezhved_store::verify::{verify_journal, Divergence, VerifyReport};
 use mezhved_store::*;
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use tempfile::TempDir;
-
-const T0: i64 = 1_700_000_000_000;
-const KIND_NS: &str = "urn:mezhved:test:kinds";
-const KIND_ROOT: &str = "PassportRequest";
 
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-fn db_path(dir: &TempDir) -> PathBuf {
-    dir.path().join("store.db")
-}
-
-fn open(dir: &TempDir) -> SqliteStore {
-    SqliteStore::open(&db_path(dir), SqliteOptions::default()).expect("open the store")
-}
-
-fn gid(n: u128) -> GlobalId {
-    n.to_be_bytes()
-}
-
-fn digest(n: u128, salt: u8) -> [u8; 32] {
-    let mut d = [salt; 32];
-    d[16..].copy_from_slice(&n.to_be_bytes());
-    d
-}
 
 /// A request numbered `n` from `sender` to `recipient` whose card has `details`.
 fn message(n: u128, sender: &str, recipient: &str, details: Value) -> NewMessage {
@@ -82,28 +61,6 @@ fn message(n: u128, sender: &str, recipient: &str, details: Value) -> NewMessage
         card,
         original_status: None,
         lifecycle: Default::default(),
-    }
-}
-
-fn lease_req(recipient: &str, now_ms: i64) -> LeaseRequest {
-    LeaseRequest {
-        recipient_system: recipient.into(),
-        queue: Queue::Requests,
-        selector: None,
-        now_ms,
-        visibility_ms: 30_000,
-    }
-}
-
-fn ack_cmd(recipient: &str, global_id: GlobalId, accepted: bool, now_ms: i64) -> AckCommand {
-    AckCommand {
-        recipient_system: recipient.into(),
-        global_id,
-        accepted,
-        receiver_registration: None,
-        now_ms,
-        then_enqueue: Vec::new(),
-        acked_status: "delivered".into(),
     }
 }
 
@@ -442,7 +399,7 @@ async fn queue_and_registry_commands_append_their_events() {
     // with the receiver's registration → message.acknowledged.
     let t1 = T0 + 1_000;
     store
-        .lease(lease_req("SYS_B", t1))
+        .lease(lease_req("SYS_B", Queue::Requests, t1))
         .await
         .expect("lease")
         .expect("m");
@@ -454,7 +411,7 @@ async fn queue_and_registry_commands_append_their_events() {
         AckOutcome::Released
     );
     store
-        .lease(lease_req("SYS_B", t1 + 2))
+        .lease(lease_req("SYS_B", Queue::Requests, t1 + 2))
         .await
         .expect("lease")
         .expect("m");
@@ -721,12 +678,12 @@ async fn query_cards_filters_and_pages() {
     }
     // Message 2 is acknowledged with the receiver's registration number.
     store
-        .lease(lease_req("SYS_B", T0 + 100))
+        .lease(lease_req("SYS_B", Queue::Requests, T0 + 100))
         .await
         .expect("lease")
         .expect("1");
     store
-        .lease(lease_req("SYS_B", T0 + 100))
+        .lease(lease_req("SYS_B", Queue::Requests, T0 + 100))
         .await
         .expect("lease")
         .expect("2");
@@ -1406,239 +1363,4 @@ async fn problems_are_capped() {
             ..
         }
     ));
-}
-
-// ---------------------------------------------------------------------------------------
-// Speed
-// ---------------------------------------------------------------------------------------
-
-/// Builds a million-event journal directly (rows and nodes in one transaction, not through
-/// the writer) and times `verify_journal`. Run with
-/// `cargo test --release -p mezhved-store --test journal verify_speed -- --ignored --nocapture`.
-/// With `MEZHVED_VERIFY_SPEED_DB=<file>` the journal is built there once and reused (for
-/// profiling the verifier alone); `MEZHVED_VERIFY_SPEED_MIX` chooses the leaves
-/// ([`speed_event`]). The verifier runs on two threads: the calling thread's on-CPU time is
-/// printed, and the whole process's, which includes the worker's.
-#[test]
-#[ignore]
-#[allow(clippy::disallowed_methods)] // wall-clock timing is the point here
-fn verify_speed() {
-    const N: u64 = 1_000_000;
-    let dir = TempDir::new().expect("tempdir");
-    let path = match std::env::var_os("MEZHVED_VERIFY_SPEED_DB") {
-        Some(p) => PathBuf::from(p),
-        None => db_path(&dir),
-    };
-    if !path.exists() {
-        let started = std::time::Instant::now();
-        let mean = build_speed_journal(&path, N);
-        println!(
-            "built {N} events (mean leaf {mean} bytes) in {:.1} s",
-            started.elapsed().as_secs_f64()
-        );
-    }
-    for run in 0..3 {
-        // As `mezhved journal verify` opens it: without SQLite's per-call mutex.
-        let conn = Connection::open_with_flags(
-            &path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .expect("open");
-        let started = std::time::Instant::now();
-        let cpu_before = thread_cpu_ns();
-        let process_before = process_cpu_ticks();
-        let mut calls = 0;
-        let report = verify_journal(&conn, &check_note, &mut |_, _| calls += 1).expect("verify");
-        let seconds = started.elapsed().as_secs_f64();
-        let cpu = thread_cpu_ns().map(|after| (after - cpu_before.unwrap_or(0)) as f64 / 1e9);
-        let process_cpu = process_cpu_ticks()
-            .map(|after| (after - process_before.unwrap_or(0)) as f64 / CLOCK_TICKS);
-        assert!(report.is_clean(), "{:#?}", report.problems);
-        assert_eq!(report.events, N);
-        assert_eq!(report.checkpoints_checked, 1);
-        assert!(calls >= (N / mezhved_store::verify::PROGRESS_EVERY) as usize);
-        println!(
-            "run {run}: verified {N} events, {} nodes in {seconds:.3} s: {:.0} events/s",
-            report.nodes_checked,
-            N as f64 / seconds
-        );
-        if let Some(cpu) = cpu {
-            println!(
-                "       on-CPU time of the calling thread {cpu:.3} s: {:.0} events per \
-                 CPU-second",
-                N as f64 / cpu
-            );
-        }
-        if let Some(cpu) = process_cpu {
-            println!(
-                "       on-CPU time of the process (all threads) {cpu:.2} s: {:.0} ns per event",
-                cpu * 1e9 / N as f64
-            );
-        }
-    }
-}
-
-/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
-const CLOCK_TICKS: f64 = 100.0;
-
-/// Clock ticks all threads of this process have run on a CPU, user and system (Linux),
-/// including threads that have ended (the verifier's worker).
-fn process_cpu_ticks() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // The fields after the command name, which is in parentheses and may hold spaces:
-    // utime and stime are the 14th and 15th fields of the line.
-    let mut rest = stat
-        .get(stat.rfind(')')? + 2..)?
-        .split_whitespace()
-        .skip(11);
-    let user: u64 = rest.next()?.parse().ok()?;
-    let system: u64 = rest.next()?.parse().ok()?;
-    Some(user + system)
-}
-
-/// Nanoseconds this thread has run on a CPU (Linux), so a busy machine's other work does
-/// not count against the verifier.
-fn thread_cpu_ns() -> Option<u64> {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// Writes `n` events and their nodes straight into a new store at `path`, plus a signed
-/// checkpoint at `n`; returns the mean leaf size.
-fn build_speed_journal(path: &std::path::Path, n: u64) -> usize {
-    SqliteStore::open(path, SqliteOptions::default())
-        .expect("create")
-        .close();
-    let mut leaf_bytes = 0usize;
-    let mut conn = Connection::open(path).expect("open");
-    conn.pragma_update(None, "synchronous", "OFF")
-        .expect("pragma");
-    let tx = conn.transaction().expect("tx");
-    {
-        let mut ins_event = tx
-            .prepare(
-                "INSERT INTO journal_events (seq, at, type, global_id, actor, leaf)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .expect("prepare");
-        let mut ins_node = tx
-            .prepare("INSERT INTO journal_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")
-            .expect("prepare");
-        let mut builder = merkle::TreeBuilder::new();
-        let mut nodes = Vec::with_capacity(64);
-        for seq in 0..n {
-            let e = speed_event(seq);
-            let leaf = encode_leaf(seq, &e).expect("leaf");
-            leaf_bytes += leaf.len();
-            ins_event
-                .execute(params![
-                    seq as i64,
-                    e.at_ms,
-                    e.event_type,
-                    e.global_id.map(|g| g.to_vec()),
-                    e.actor,
-                    leaf
-                ])
-                .expect("insert event");
-            nodes.clear();
-            builder
-                .push_with_nodes(merkle::leaf_hash(&leaf), |l, i, h| nodes.push((l, i, *h)))
-                .expect("push");
-            for (l, i, h) in &nodes {
-                ins_node
-                    .execute(params![l, *i as i64, &h[..]])
-                    .expect("insert node");
-            }
-        }
-        let root = builder.root();
-        tx.execute(
-            "INSERT INTO journal_checkpoints (size, root, made_at, note) VALUES (?1, ?2, ?3, ?4)",
-            params![n as i64, &root[..], T0, signed_note(n, &root)],
-        )
-        .expect("checkpoint");
-    }
-    tx.commit().expect("commit");
-    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
-        .expect("checkpoint the WAL");
-    leaf_bytes / n as usize
-}
-
-/// Event `seq` of the speed journal. By default each message's life as the gateway
-/// journals it: `message.accepted` (its card: about 600 bytes), `message.delivered`
-/// (about 200) and `message.acknowledged` with the receiver's registration (about 260),
-/// so a mean leaf of about 350 bytes. With `MEZHVED_VERIFY_SPEED_MIX=accepted` every event
-/// is a `message.accepted` one (the largest leaves, about 600 bytes); with
-/// `MEZHVED_VERIFY_SPEED_MIX=gateway` nine in ten are, the tenth `message.acknowledged`,
-/// a mean leaf of about 570 bytes, what `mezhved bench --only journal` measured in the
-/// journal a gateway writes.
-fn speed_event(seq: u64) -> NewEvent {
-    let mix = std::env::var("MEZHVED_VERIFY_SPEED_MIX").unwrap_or_default();
-    let (n, step) = match mix.as_str() {
-        "accepted" => (seq, 0),
-        "gateway" => (seq, if seq % 10 == 9 { 2 } else { 0 }),
-        _ => (seq / 3, seq % 3),
-    };
-    let global_id = Some(gid(n as u128 + (1 << 100)));
-    let sender = format!("SYS_{}", n % 97);
-    let recipient = format!("SYS_{}", n % 89);
-    let mut body = serde_json::Map::new();
-    let (event_type, actor) = match step {
-        0 => {
-            body.insert("queue".into(), "requests".into());
-            body.insert("sender_system".into(), sender.clone().into());
-            body.insert(
-                "sender_message_id".into(),
-                format!("msg-{n}-{:x}", n * 7919).into(),
-            );
-            body.insert("recipient_system".into(), recipient.into());
-            body.insert(
-                "kind".into(),
-                json!({ "namespace": "urn:mezhved:kinds:passport:1.0", "root": "PassportRequest" }),
-            );
-            body.insert("checksum".into(), hex(&digest(n as u128, 0x5a)).into());
-            body.insert("received_at".into(), (T0 + seq as i64).into());
-            body.insert("status".into(), "accepted".into());
-            body.insert("test".into(), false.into());
-            let acts: Vec<Value> = (0..(n % 2))
-                .map(
-                    |i| json!({ "act": format!("Federal law No. {}-FZ", 100 + i), "article": "7" }),
-                )
-                .collect();
-            body.insert(
-                "card".into(),
-                json!({
-                    "message_type": "REQUEST",
-                    "sender_agency": format!("AG{}", n % 13),
-                    "service": { "registry_number": format!("10000{}", n % 1000) },
-                    "legal_basis": acts,
-                }),
-            );
-            ("message.accepted", sender)
-        }
-        1 => {
-            body.insert("queue".into(), "requests".into());
-            body.insert("delivery".into(), 1.into());
-            body.insert("visible_again_at".into(), (T0 + seq as i64 + 30_000).into());
-            ("message.delivered", recipient)
-        }
-        _ => {
-            body.insert("status".into(), "delivered".into());
-            body.insert(
-                "receiver_registration".into(),
-                json!({ "number": format!("IN-{n}/2024"), "registered_at": T0 + seq as i64 }),
-            );
-            ("message.acknowledged", recipient)
-        }
-    };
-    NewEvent {
-        at_ms: T0 + seq as i64,
-        event_type: event_type.into(),
-        global_id,
-        actor,
-        body,
-    }
 }

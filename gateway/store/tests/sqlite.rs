@@ -5,6 +5,8 @@
 //! waits are for the writer's background WAL truncation (bounded polling) and for a
 //! command to stay blocked behind another connection's write lock.
 
+mod common;
+use common::*;
 use mezhved_store::sqlite::{SqliteOptions, SqliteStore, MAX_BATCH};
 use mezhved_store::*;
 use serde_json::json;
@@ -16,36 +18,12 @@ use std::task::Poll;
 use std::time::Duration;
 use tempfile::TempDir;
 
-/// A fixed "now": 2023-11-14T22:13:20Z.
-const T0: i64 = 1_700_000_000_000;
-const KIND_NS: &str = "urn:mezhved:test:kinds";
-const KIND_ROOT: &str = "PassportRequest";
-
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-fn db_path(dir: &TempDir) -> PathBuf {
-    dir.path().join("store.db")
-}
-
-fn open(dir: &TempDir) -> SqliteStore {
-    SqliteStore::open(&db_path(dir), SqliteOptions::default()).expect("open the store")
-}
-
 fn open_shared(dir: &TempDir) -> Arc<SqliteStore> {
     Arc::new(open(dir))
-}
-
-/// A global ID that sorts like `n`.
-fn gid(n: u128) -> GlobalId {
-    n.to_be_bytes()
-}
-
-fn digest(n: u128, salt: u8) -> [u8; 32] {
-    let mut d = [salt; 32];
-    d[16..].copy_from_slice(&n.to_be_bytes());
-    d
 }
 
 fn card_of(m: &NewMessage) -> Card {
@@ -117,28 +95,6 @@ fn attachment(n: u128, i: usize) -> StoredAttachment {
         sha256: digest(n, i as u8),
         path: format!("attachments/{n:032x}/{i}"),
         mtom: i % 2 == 0,
-    }
-}
-
-fn lease_req(recipient: &str, queue: Queue, now_ms: i64) -> LeaseRequest {
-    LeaseRequest {
-        recipient_system: recipient.into(),
-        queue,
-        selector: None,
-        now_ms,
-        visibility_ms: 30_000,
-    }
-}
-
-fn ack_cmd(recipient: &str, global_id: GlobalId, accepted: bool, now_ms: i64) -> AckCommand {
-    AckCommand {
-        recipient_system: recipient.into(),
-        global_id,
-        accepted,
-        receiver_registration: None,
-        now_ms,
-        then_enqueue: Vec::new(),
-        acked_status: "delivered".into(),
     }
 }
 

@@ -318,6 +318,15 @@ impl TestGateway {
         self.data_dir.join("mezhved.db")
     }
 
+    /// The single number a query over the database returns (e.g. a `count(*)`), read on a
+    /// connection of the test's own while the gateway runs.
+    #[track_caller]
+    pub fn count(&self, sql: &str) -> i64 {
+        let db = rusqlite::Connection::open(self.database()).expect("open the database");
+        db.query_row(sql, [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// Reads what is written, through a read-only connection of its own.
     pub fn written(&self) -> Written {
         let conn = rusqlite::Connection::open_with_flags(

@@ -286,18 +286,16 @@ async fn two_timers_over_one_store_fire_each_row_exactly_once() {
     let (fa, fb) = tokio::join!(a.run_once(), b.run_once());
     let (fa, fb) = (fa.expect("a"), fb.expect("b"));
     // Plus whatever the gateway's own timer fired meanwhile: together exactly 2 per request.
-    let db = rusqlite::Connection::open(gw.data_dir.join("mezhved.db")).expect("db");
-    let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).expect("count") };
     assert_eq!(
-        count("SELECT count(*) FROM deadlines WHERE fired_at IS NOT NULL"),
+        gw.count("SELECT count(*) FROM deadlines WHERE fired_at IS NOT NULL"),
         2 * N as i64
     );
     assert_eq!(
-        count("SELECT count(*) FROM journal_events WHERE type = 'deadline.overdue'"),
+        gw.count("SELECT count(*) FROM journal_events WHERE type = 'deadline.overdue'"),
         N as i64
     );
     assert_eq!(
-        count("SELECT count(*) FROM journal_events WHERE type = 'deadline.reminder'"),
+        gw.count("SELECT count(*) FROM journal_events WHERE type = 'deadline.reminder'"),
         N as i64
     );
     assert!(fa + fb <= 2 * N, "{fa} + {fb}");

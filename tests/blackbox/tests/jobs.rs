@@ -21,11 +21,6 @@ fn body(gw: &TestGateway, name: &str) -> mezhved_http::jobs::JobBody {
         .expect("the job exists")
 }
 
-fn count(gw: &TestGateway, sql: &str) -> i64 {
-    let db = rusqlite::Connection::open(gw.data_dir.join("mezhved.db")).expect("db");
-    db.query_row(sql, [], |r| r.get(0)).expect("count")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_runs_once_and_retention_purges_finished_messages() {
     let gw = TestGateway::start().await;
@@ -42,7 +37,7 @@ async fn a_slot_runs_once_and_retention_purges_finished_messages() {
         .call(client::send_request(&gw.birth_request("still-pending")))
         .await;
     expect_ok(&pending);
-    let messages = |gw: &TestGateway| count(gw, "SELECT count(*) FROM messages");
+    let messages = |gw: &TestGateway| gw.count("SELECT count(*) FROM messages");
     let before = messages(&gw);
 
     // Six days later nothing is old enough; eight days later the acknowledged request
@@ -59,10 +54,7 @@ async fn a_slot_runs_once_and_retention_purges_finished_messages() {
         .expect("runs");
     assert_eq!(again, None);
     assert_eq!(
-        count(
-            &gw,
-            "SELECT count(*) FROM job_slots WHERE job = 'retention'"
-        ),
+        gw.count("SELECT count(*) FROM job_slots WHERE job = 'retention'"),
         1
     );
 
@@ -79,24 +71,18 @@ async fn a_slot_runs_once_and_retention_purges_finished_messages() {
     assert!(purged.starts_with("purged "), "{purged}");
     assert!(messages(&gw) < before, "{purged}");
     assert_eq!(
-        count(
-            &gw,
-            &format!(
-                "SELECT count(*) FROM messages WHERE global_id = x'{}'",
-                gid.replace('-', "")
-            )
-        ),
+        gw.count(&format!(
+            "SELECT count(*) FROM messages WHERE global_id = x'{}'",
+            gid.replace('-', "")
+        )),
         0
     );
     assert_eq!(
-        count(
-            &gw,
-            "SELECT count(*) FROM messages WHERE acked_at IS NULL AND queue = 0"
-        ),
+        gw.count("SELECT count(*) FROM messages WHERE acked_at IS NULL AND queue = 0"),
         1,
         "the pending request stays"
     );
-    assert!(count(&gw, "SELECT count(*) FROM cards") >= 2, "cards stay");
+    assert!(gw.count("SELECT count(*) FROM cards") >= 2, "cards stay");
     gw.stop().await;
 }
 
@@ -118,9 +104,7 @@ async fn certificates_expiring_soon_are_warned_about() {
         .expect("ran");
     assert!(!later.starts_with("0 "), "{later}");
     assert!(
-        count(
-            &gw,
-            "SELECT count(*) FROM journal_events WHERE type = 'certificate.expiring' AND json_extract(leaf, '$.owner') = 'gateway'"
+        gw.count("SELECT count(*) FROM journal_events WHERE type = 'certificate.expiring' AND json_extract(leaf, '$.owner') = 'gateway'"
         ) == 1
     );
     gw.stop().await;
@@ -205,9 +189,7 @@ async fn the_semiannual_evaluation_is_written_and_journaled() {
         .contains("<table"));
     assert!(dir.join("2026H2.csv").is_file());
     assert_eq!(
-        count(
-            &gw,
-            "SELECT count(*) FROM journal_events WHERE type = 'report.generated' AND json_extract(leaf, '$.half_year') = '2026H2'"
+        gw.count("SELECT count(*) FROM journal_events WHERE type = 'report.generated' AND json_extract(leaf, '$.half_year') = '2026H2'"
         ),
         1
     );

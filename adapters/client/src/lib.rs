@@ -27,6 +27,18 @@ pub const FAULTS_NS: &str =
     "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/faults/1.1";
 const XOP_NS: &str = "http://www.w3.org/2004/08/xop/include";
 
+pub mod answer;
+pub mod fault;
+pub mod provider;
+pub mod system;
+
+pub use answer::{
+    Accepted, AttachmentData, Content, Direction, GatewayVerifier, Incoming, ReceivedAttachment,
+    Registration, StatusMessage,
+};
+pub use fault::{CallError, FaultCode, SmevFault};
+pub use system::SystemClient;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("signing: {0}")]
@@ -42,6 +54,13 @@ fn esc(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+/// Reads an `xs:dateTime` with a zone (as the gateway writes them).
+pub fn datetime_parse(s: &str) -> Option<SystemTime> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| SystemTime::from(d.with_timezone(&chrono::Utc)))
 }
 
 /// `xs:dateTime` (UTC, milliseconds).
@@ -69,7 +88,8 @@ pub fn message_id(at: SystemTime) -> Uuid {
 
 /// The request card (210-FZ art. 7.2) as `mz:RequestCard` XML; fields are public so tests
 /// can break them one at a time.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RequestCard {
     pub sender_agency: Option<String>,
     pub recipient_agency: Option<String>,

@@ -250,3 +250,6 @@ rm -rf "$out"
 mkdir -p "$(dirname "$out")"
 mv "$stage" "$out"
 echo "gen.sh: test PKI written to $out"
+
+# The demo agencies' information systems (deploy/demo), under the new ECDSA intermediate.
+"$here/gen-demo.sh" "$out"

@@ -325,7 +325,9 @@ impl DeadlineRunner {
             let wait = match self.store.next_deadline_at().await {
                 Ok(Some(at)) => {
                     let now = to_ms(self.clock.now());
-                    Duration::from_millis(u64::try_from(at - now).unwrap_or(0)).min(MAX_IDLE)
+                    self.clock
+                        .real_wait(Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
+                        .min(MAX_IDLE)
                 }
                 Ok(None) => MAX_IDLE,
                 Err(e) => {

@@ -21,6 +21,7 @@ use crate::envelope::{self, Metadata, Registration, MZ_NS};
 use crate::error::ExchangeError;
 use crate::ids::{self, GlobalIdGenerator, MessageIdError};
 use crate::payload::{standalone_element, StoredPayload};
+use crate::push::PushFailure;
 use crate::registry::{Registry, RegistryHandle};
 use crate::xmlw::XmlWriter;
 use mezhved_dsig::smev_profile::{Operation, BASIC_NS, SOAP11_NS, TYPES_NS};
@@ -118,6 +119,8 @@ pub struct Exchange {
     signatures: bool,
     /// Wakes this node's deadline timer when a message with a deadline is stored.
     deadline_wake: Arc<tokio::sync::Notify>,
+    /// Wakes this node's push loop when a message for a push system is stored.
+    push_wake: Arc<tokio::sync::Notify>,
 }
 
 fn first_child(doc: &Document, parent: NodeId, ns: &str, local: &str) -> Option<NodeId> {
@@ -169,6 +172,7 @@ impl Exchange {
             settings,
             signatures: true,
             deadline_wake: Arc::new(tokio::sync::Notify::new()),
+            push_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -189,6 +193,11 @@ impl Exchange {
     /// The notification a deadline timer waits on besides its sleep.
     pub fn deadline_wake(&self) -> Arc<tokio::sync::Notify> {
         self.deadline_wake.clone()
+    }
+    /// The notification the push loop waits on besides its sleep: a message for a push
+    /// system was stored, or the registry changed.
+    pub fn push_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.push_wake.clone()
     }
     pub fn broker_name(&self) -> &str {
         &self.settings.broker_name
@@ -213,11 +222,14 @@ impl Exchange {
         let op = Operation::detect(&doc).map_err(|e| ExchangeError::invalid(0, e.to_string()))?;
         let registry = self.registry.get();
         let caller = self.authenticate(&doc, op, &registry, now)?;
+        // Instrumented, not entered: a guard held across `.await` would leak this span
+        // into whatever else the thread runs meanwhile (and corrupt the span stack).
         let span = tracing::info_span!("call", operation = ?op, system = %caller.system);
-        let _entered = span.enter();
-        let result = self
-            .dispatch(op, &doc, &call, &caller, &registry, now, &mut guard)
-            .await;
+        let result = tracing::Instrument::instrument(
+            self.dispatch(op, &doc, &call, &caller, &registry, now, &mut guard),
+            span,
+        )
+        .await;
         match result {
             Ok((envelope, parts)) => Ok(Answer {
                 operation: op,
@@ -322,7 +334,10 @@ impl Exchange {
                     .await?
             }
             Operation::GetStatus => self.get_status(caller, registry, now).await?,
-            Operation::Ack => (self.ack(doc, caller, registry, now).await?, Vec::new()),
+            Operation::Ack => {
+                self.ack(doc, caller, now).await?;
+                (envelope::empty_answer("AckResponse"), Vec::new())
+            }
             Operation::GetIncomingQueueStatistics => {
                 (self.queue_statistics(caller).await?, Vec::new())
             }
@@ -711,12 +726,23 @@ impl Exchange {
         let answer = message.answer.clone();
         let gid = message.global_id;
         let has_deadlines = !message.lifecycle.deadlines.is_empty();
+        // The store decides in its transaction whether the message is pushed; a wake-up
+        // too many costs the push loop one look.
+        let pushed = matches!(message.queue, Queue::Requests | Queue::Responses)
+            && self
+                .registry
+                .get()
+                .system(&message.recipient_system)
+                .is_some_and(|s| s.push_url.is_some());
         match self.store.accept(message).await? {
             AcceptOutcome::Accepted => {
                 guard.disarm();
                 if has_deadlines {
                     // The timer may be asleep past this message's first deadline.
                     self.deadline_wake.notify_one();
+                }
+                if pushed {
+                    self.push_wake.notify_one();
                 }
                 tracing::info!(global_id = %gid_string(&gid), "accepted");
                 Ok(answer)
@@ -1092,15 +1118,24 @@ impl Exchange {
                 visibility_ms: self.settings.visibility_timeout.as_millis() as i64,
             })
             .await?;
-        let (wrapper, message_el) = match queue {
-            Queue::Requests => ("GetRequestResponse", "RequestMessage"),
-            _ => ("GetResponseResponse", "ResponseMessage"),
-        };
+        let (wrapper, message_el) = delivery_elements(queue);
         let Some(delivery) = delivery else {
             return Ok((envelope::empty_answer(wrapper), Vec::new()));
         };
         tracing::info!(global_id = %gid_string(&delivery.global_id), delivery = delivery.delivery_count, "delivered");
         self.delivery_answer(&delivery, registry, now, wrapper, message_el)
+    }
+
+    /// The envelope (and MTOM parts) a push POSTs for a leased message: the very answer a
+    /// GetRequest/GetResponse would have given for it at `now`.
+    pub(crate) fn push_answer(
+        &self,
+        d: &Delivery,
+        now: SystemTime,
+    ) -> Result<(Vec<u8>, Vec<OutgoingFile>), ExchangeError> {
+        let registry = self.registry.get();
+        let (wrapper, message_el) = delivery_elements(d.queue);
+        self.delivery_answer(d, &registry, now, wrapper, message_el)
     }
 
     fn delivery_answer(
@@ -1334,13 +1369,14 @@ impl Exchange {
         }
     }
 
+    /// Ack: the caller acknowledges (or releases) a message delivered to it. The one code
+    /// path of an Ack call and of the Ack a push endpoint replies with.
     async fn ack(
         &self,
         doc: &Document,
         caller: &Caller,
-        _registry: &Registry,
         now: SystemTime,
-    ) -> Result<Vec<u8>, ExchangeError> {
+    ) -> Result<AckOutcome, ExchangeError> {
         let target = caller.block;
         let text = text_of(doc, target);
         let accepted = match doc.attribute(target, "", "accepted").map(str::trim) {
@@ -1405,16 +1441,64 @@ impl Exchange {
                 acked_status: acked_status.into(),
             })
             .await?;
-        match outcome {
+        match &outcome {
             AckOutcome::Acknowledged { attachments } => {
                 tracing::info!(global_id = %text, "acknowledged");
-                attachments::remove(&self.settings.data_dir, &attachments);
+                attachments::remove(&self.settings.data_dir, attachments);
             }
             AckOutcome::AlreadyAcknowledged => {}
             AckOutcome::Released => tracing::info!(global_id = %text, "released for redelivery"),
             AckOutcome::NotFound => return Err(not_found()),
         }
-        Ok(envelope::empty_answer("AckResponse"))
+        Ok(outcome)
+    }
+
+    /// Processes the reply a push endpoint gave to the POST of `pushed`: it must be an
+    /// `AckRequest`, signed (verified like any call) by the message's recipient, for this
+    /// very message; then it is applied exactly as an Ack call would be (receiver
+    /// registration, statuses, journal event). Anything else is a failed attempt and
+    /// changes nothing.
+    pub(crate) async fn acknowledge_push(
+        &self,
+        pushed: &Delivery,
+        reply: &[u8],
+    ) -> Result<AckOutcome, PushFailure> {
+        let now = self.clock.now();
+        let doc =
+            parse(reply, &self.settings.limits).map_err(|e| PushFailure::InvalidAck(e.into()))?;
+        if let Some(fault) = soap_fault_string(&doc) {
+            return Err(PushFailure::Fault(fault));
+        }
+        let op = Operation::detect(&doc)
+            .map_err(|e| PushFailure::InvalidAck(ExchangeError::invalid(0, e.to_string())))?;
+        if !matches!(op, Operation::Ack) {
+            return Err(PushFailure::InvalidAck(ExchangeError::invalid(
+                0,
+                format!("the reply is a {op:?} call, not an AckRequest"),
+            )));
+        }
+        let registry = self.registry.get();
+        let caller = self
+            .authenticate(&doc, op, &registry, now)
+            .map_err(PushFailure::InvalidAck)?;
+        if caller.system != pushed.recipient_system {
+            return Err(PushFailure::WrongSigner {
+                signer: caller.system,
+                recipient: pushed.recipient_system.clone(),
+            });
+        }
+        let acked = text_of(&doc, caller.block);
+        if Uuid::parse_str(&acked).map(|u| *u.as_bytes()).ok() != Some(pushed.global_id) {
+            return Err(PushFailure::WrongMessage {
+                // The endpoint's text, kept with the message: bounded.
+                acked: acked.chars().take(64).collect(),
+                pushed: gid_string(&pushed.global_id),
+            });
+        }
+        self.ack(&doc, &caller, now).await.map_err(|e| match e {
+            ExchangeError::Internal(_) => PushFailure::Internal(e),
+            other => PushFailure::InvalidAck(other),
+        })
     }
 
     async fn queue_statistics(&self, caller: &Caller) -> Result<Vec<u8>, ExchangeError> {
@@ -1438,6 +1522,33 @@ impl Exchange {
             .close("soap:Envelope");
         Ok(w.into_bytes())
     }
+}
+
+/// The wrapper and message element of a delivered message: the answer of GetRequest or
+/// GetResponse.
+fn delivery_elements(queue: Queue) -> (&'static str, &'static str) {
+    match queue {
+        Queue::Requests => ("GetRequestResponse", "RequestMessage"),
+        _ => ("GetResponseResponse", "ResponseMessage"),
+    }
+}
+
+/// The `faultstring` of a reply body, if it is a SOAP fault envelope.
+pub(crate) fn fault_string_of(body: &[u8]) -> Option<String> {
+    let doc = parse(body, &Limits::default()).ok()?;
+    soap_fault_string(&doc)
+}
+
+/// The `faultstring` of a SOAP fault envelope (at most 200 characters), if it is one.
+fn soap_fault_string(doc: &Document) -> Option<String> {
+    let body = first_child(doc, doc.root(), SOAP11_NS, "Body")?;
+    let fault = first_child(doc, body, SOAP11_NS, "Fault")?;
+    let text = doc
+        .child_elements(fault)
+        .find(|&c| doc.is_element(c, "", "faultstring"))
+        .map(|s| text_of(doc, s))
+        .unwrap_or_default();
+    Some(text.chars().take(200).collect())
 }
 
 /// `ReplyTo`: an opaque address that, copied into a response's `To`, names the request.

@@ -21,6 +21,7 @@ pub mod jobs;
 pub mod journal;
 pub mod paper;
 pub mod payload;
+pub mod push;
 pub mod registry;
 pub mod report;
 pub mod xmlw;

@@ -9,6 +9,12 @@
 //!
 //! The registry file (TOML) is declarative for what it lists: at start it is applied as
 //! upserts; entries added later through the API stay until removed.
+//!
+//! A system's `push_url` (docs/push.md) is checked wherever changes come in (the file at
+//! start, the API, the CLI) by [`check_push_urls`]: `https://` only, unless the
+//! configuration allows plain `http://` (tests, a local demo). The push loop checks again
+//! before it uses one, so a registry written under a laxer configuration is not pushed
+//! to in clear.
 
 use mezhved_store::{
     Grant, InformationSystem, KindOfInformation, Participant, RegistryChange, RegistryData, Store,
@@ -19,6 +25,7 @@ use openssl::x509::X509;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use thiserror::Error;
 
@@ -134,10 +141,97 @@ impl Registry {
     }
 }
 
+/// The longest push URL accepted.
+pub const MAX_PUSH_URL_LEN: usize = 2048;
+
+/// Checks a system's push endpoint: an absolute `https://` URL (or `http://` when
+/// `allow_plain_http`) with a host, no user name or password (the registry and its
+/// `registry.changed` journal events are not the place for credentials), no fragment, no
+/// whitespace or control characters.
+pub fn check_push_url(url: &str, allow_plain_http: bool) -> Result<(), String> {
+    if url.len() > MAX_PUSH_URL_LEN {
+        return Err(format!("longer than {MAX_PUSH_URL_LEN} characters"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains whitespace or control characters".into());
+    }
+    let rest = if let Some(rest) = url.strip_prefix("https://") {
+        rest
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        if !allow_plain_http {
+            return Err(
+                "plain http:// is refused: use https://, or set [push] allow_plain_http = true (tests and local demos only)"
+                    .into(),
+            );
+        }
+        rest
+    } else {
+        return Err("must be an https:// URL".into());
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err("must not carry a user name or password".into());
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        // An IPv6 literal: `[::1]:8443`.
+        Some(v6) => {
+            let (address, after) = v6
+                .split_once(']')
+                .ok_or("an IPv6 host lacks its closing bracket")?;
+            if address.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(format!("[{address}] is not an IPv6 address"));
+            }
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':').ok_or("junk after the IPv6 host")?),
+            };
+            (address, port)
+        }
+        None => match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        return Err("has no host".into());
+    }
+    if let Some(port) = port {
+        if !port.parse::<u16>().is_ok_and(|p| p != 0) {
+            return Err(format!("port \"{port}\" is not a port number"));
+        }
+    }
+    if url.contains('#') {
+        return Err("must not have a fragment".into());
+    }
+    Ok(())
+}
+
+/// Checks the push URL of every system these changes put.
+pub fn check_push_urls(
+    changes: &[RegistryChange],
+    allow_plain_http: bool,
+) -> Result<(), RegistryError> {
+    for c in changes {
+        if let RegistryChange::PutSystem(s) = c {
+            if let Some(url) = &s.push_url {
+                check_push_url(url, allow_plain_http).map_err(|e| {
+                    RegistryError::Invalid(format!(
+                        "system {}: push_url \"{url}\": {e}",
+                        s.mnemonic
+                    ))
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The current registry snapshot, replaced as a whole when the store's version changes.
 #[derive(Debug)]
 pub struct RegistryHandle {
     current: RwLock<Arc<Registry>>,
+    /// Whether changes may register plain `http://` push endpoints ([`check_push_url`]).
+    plain_http_push: AtomicBool,
 }
 
 impl RegistryHandle {
@@ -145,7 +239,18 @@ impl RegistryHandle {
         let data = store.registry().await?;
         Ok(RegistryHandle {
             current: RwLock::new(Arc::new(Registry::build(data)?)),
+            plain_http_push: AtomicBool::new(false),
         })
+    }
+
+    /// Allows (or refuses, the default) plain `http://` push endpoints in changes made
+    /// through this handle (config `[push] allow_plain_http`).
+    pub fn set_plain_http_push(&self, allow: bool) {
+        self.plain_http_push.store(allow, Ordering::Relaxed);
+    }
+
+    pub fn plain_http_push(&self) -> bool {
+        self.plain_http_push.load(Ordering::Relaxed)
     }
 
     pub fn get(&self) -> Arc<Registry> {
@@ -186,6 +291,7 @@ impl RegistryHandle {
         at_ms: i64,
         changes: Vec<RegistryChange>,
     ) -> Result<u64, RegistryError> {
+        check_push_urls(&changes, self.plain_http_push())?;
         for c in &changes {
             if let RegistryChange::PutSystem(s) = c {
                 for pem in &s.certificates {
@@ -273,6 +379,9 @@ pub struct SystemEntry {
     pub name: String,
     #[serde(default)]
     pub certificates: Vec<String>,
+    /// The system's push endpoint (docs/push.md); absent: the system pulls.
+    #[serde(default)]
+    pub push_url: Option<String>,
 }
 
 impl RegistryFile {
@@ -310,6 +419,7 @@ impl RegistryFile {
                 participant: s.participant.clone(),
                 name: s.name.clone(),
                 certificates,
+                push_url: s.push_url.clone(),
             }));
         }
         for k in &self.kinds {
@@ -319,5 +429,55 @@ impl RegistryFile {
             changes.push(RegistryChange::Grant(g.clone()));
         }
         Ok(changes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_urls_are_https_with_a_host_unless_plain_http_is_allowed() {
+        for ok in [
+            "https://zags.example/smev/push",
+            "https://10.1.2.3:8443/push?system=ZAGS",
+            "https://[::1]:8443/",
+            "https://zags.example",
+        ] {
+            assert_eq!(check_push_url(ok, false), Ok(()), "{ok}");
+        }
+        let refused = |url: &str, allow: bool| check_push_url(url, allow).expect_err(url);
+        assert!(refused("http://127.0.0.1:9/push", false).contains("allow_plain_http"));
+        assert_eq!(check_push_url("http://127.0.0.1:9/push", true), Ok(()));
+        assert!(refused("ftp://zags.example/", true).contains("https://"));
+        assert!(refused("zags.example/push", true).contains("https://"));
+        assert!(refused("https:///push", false).contains("no host"));
+        assert!(refused("https://user:secret@zags.example/", false).contains("password"));
+        assert!(refused("https://zags.example:0/", false).contains("port"));
+        assert!(refused("https://zags.example:https/", false).contains("port"));
+        assert!(refused("https://[::1/", false).contains("closing bracket"));
+        assert!(refused("https://[zz]/", false).contains("IPv6"));
+        assert!(refused("https://zags.example/a b", false).contains("whitespace"));
+        assert!(refused("https://zags.example/#frag", false).contains("fragment"));
+        let long = format!("https://zags.example/{}", "a".repeat(MAX_PUSH_URL_LEN));
+        assert!(refused(&long, false).contains("longer"));
+    }
+
+    #[test]
+    fn changes_name_the_system_whose_push_url_is_refused() {
+        let change = |url: &str| {
+            RegistryChange::PutSystem(InformationSystem {
+                mnemonic: "ZAGS_IS".into(),
+                participant: "ZAGS".into(),
+                name: "Civil registry".into(),
+                certificates: Vec::new(),
+                push_url: Some(url.into()),
+            })
+        };
+        let e = check_push_urls(&[change("http://127.0.0.1:1/")], false)
+            .expect_err("plain http")
+            .to_string();
+        assert!(e.contains("ZAGS_IS") && e.contains("push_url"), "{e}");
+        assert!(check_push_urls(&[change("http://127.0.0.1:1/")], true).is_ok());
     }
 }

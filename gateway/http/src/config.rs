@@ -47,6 +47,7 @@ pub struct Config {
     pub journal: JournalConfig,
     pub deadlines: DeadlinesConfig,
     pub jobs: JobsConfig,
+    pub push: PushConfig,
     /// Auditors: read-only access to `/api/v1/journal`, each with its own name (journaled
     /// with every query) and token.
     pub auditors: Vec<AuditorConfig>,
@@ -228,6 +229,97 @@ impl Default for JobsConfig {
     }
 }
 
+/// Push delivery to systems that registered a `push_url` (docs/push.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// Attempts per message; after the last failed one the message falls back to the pull
+    /// queue (GetRequest/GetResponse) and is not pushed again.
+    pub max_attempts: u32,
+    /// The wait after the first failed attempt; doubled after each further one (jittered
+    /// into the upper half of each wait).
+    pub retry_base_seconds: u64,
+    /// The longest wait between two attempts.
+    pub retry_max_seconds: u64,
+    /// One POST, from connecting to the end of the endpoint's reply.
+    pub request_timeout_seconds: u64,
+    /// POSTs in flight at once on this node.
+    pub max_in_flight: usize,
+    /// POSTs in flight at once to one system, so one dead endpoint cannot hold every slot.
+    pub max_in_flight_per_system: usize,
+    /// PEM file of the CA certificates endpoints' server certificates must chain to;
+    /// empty: the system's default roots.
+    pub ca_file: PathBuf,
+    /// Allow plain `http://` endpoints (tests and local demos only; the registry refuses
+    /// them otherwise).
+    pub allow_plain_http: bool,
+    /// The endpoint's reply (an Ack) is read up to this size; a longer one is a failure.
+    pub max_reply_bytes: u64,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            max_attempts: 8,
+            retry_base_seconds: 5,
+            retry_max_seconds: 300,
+            request_timeout_seconds: 30,
+            max_in_flight: 16,
+            max_in_flight_per_system: 4,
+            ca_file: PathBuf::new(),
+            allow_plain_http: false,
+            max_reply_bytes: 1 << 20,
+        }
+    }
+}
+
+impl PushConfig {
+    /// The settings of the push loop.
+    pub fn settings(&self) -> mezhved_core::push::PushSettings {
+        use std::time::Duration;
+        mezhved_core::push::PushSettings {
+            max_attempts: self.max_attempts,
+            retry_base: Duration::from_secs(self.retry_base_seconds),
+            retry_max: Duration::from_secs(self.retry_max_seconds),
+            request_timeout: Duration::from_secs(self.request_timeout_seconds),
+            max_in_flight: self.max_in_flight,
+            max_in_flight_per_system: self.max_in_flight_per_system,
+            allow_plain_http: self.allow_plain_http,
+        }
+    }
+
+    fn problems(&self, problems: &mut Vec<String>) {
+        if !(1..=100).contains(&self.max_attempts) {
+            problems.push("push.max_attempts must be 1 to 100".into());
+        }
+        if self.retry_base_seconds == 0 || self.retry_max_seconds < self.retry_base_seconds {
+            problems.push(
+                "push.retry_base_seconds must be positive and at most push.retry_max_seconds"
+                    .into(),
+            );
+        }
+        if !(1..=600).contains(&self.request_timeout_seconds) {
+            problems.push("push.request_timeout_seconds must be 1 to 600".into());
+        }
+        if !(1..=1024).contains(&self.max_in_flight) {
+            problems.push("push.max_in_flight must be 1 to 1024".into());
+        }
+        if self.max_in_flight_per_system == 0 || self.max_in_flight_per_system > self.max_in_flight
+        {
+            problems.push("push.max_in_flight_per_system must be 1 to push.max_in_flight".into());
+        }
+        if !self.ca_file.as_os_str().is_empty() && !self.ca_file.is_file() {
+            problems.push(format!(
+                "push.ca_file: {} is not a readable file",
+                self.ca_file.display()
+            ));
+        }
+        if self.max_reply_bytes < 4096 {
+            problems.push("push.max_reply_bytes must be at least 4096".into());
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditorConfig {
@@ -253,6 +345,7 @@ impl Default for Config {
             journal: JournalConfig::default(),
             deadlines: DeadlinesConfig::default(),
             jobs: JobsConfig::default(),
+            push: PushConfig::default(),
             auditors: Vec::new(),
         }
     }
@@ -466,6 +559,7 @@ impl Config {
         fix(&mut self.gateway_key.certificate);
         fix(&mut self.trust.dir);
         fix(&mut self.registry.file);
+        fix(&mut self.push.ca_file);
     }
 
     /// Every problem, each naming its key.
@@ -625,6 +719,7 @@ impl Config {
         {
             problems.push("limits: max_attachments > 0, max_xml_depth ≥ 16, max_xml_elements ≥ 1000, max_attributes_per_element ≥ 8".into());
         }
+        self.push.problems(&mut problems);
         let t = &self.operator.token_sha256;
         if !t.is_empty() && (t.len() != 64 || !t.bytes().all(|b| b.is_ascii_hexdigit())) {
             problems.push(
@@ -756,5 +851,54 @@ mod tests {
             .contains("checkpoint_schedule"));
         assert!(e.contains("gateway_key.key"), "{e}");
         assert!(e.contains("trust.dir"), "{e}");
+    }
+
+    #[test]
+    fn push_section_defaults_and_problems_name_their_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[push]\nmax_attempts = 3\nallow_plain_http = true\nca_file = \"ca.pem\"\n",
+        )
+        .expect("write");
+        let c = Config::load(Some(&file), []).expect("loads");
+        assert_eq!(c.push.max_attempts, 3);
+        assert!(c.push.allow_plain_http);
+        assert_eq!(
+            c.push.ca_file,
+            dir.path().join("ca.pem"),
+            "relative to the file"
+        );
+        assert_eq!(c.push.retry_base_seconds, 5, "default");
+        let settings = c.push.settings();
+        assert_eq!(settings.max_in_flight, 16);
+        assert_eq!(settings.max_in_flight_per_system, 4);
+
+        let c = Config {
+            push: PushConfig {
+                max_attempts: 0,
+                retry_base_seconds: 10,
+                retry_max_seconds: 5,
+                request_timeout_seconds: 0,
+                max_in_flight: 2,
+                max_in_flight_per_system: 3,
+                ca_file: dir.path().join("missing.pem"),
+                allow_plain_http: false,
+                max_reply_bytes: 10,
+            },
+            ..Config::default()
+        };
+        let e = c.validate().expect_err("invalid").to_string();
+        for want in [
+            "push.max_attempts",
+            "push.retry_base_seconds",
+            "push.request_timeout_seconds",
+            "push.max_in_flight_per_system",
+            "push.ca_file",
+            "push.max_reply_bytes",
+        ] {
+            assert!(e.contains(want), "{want}: {e}");
+        }
     }
 }

@@ -10,6 +10,7 @@
 pub mod config;
 pub mod jobs;
 pub mod journal_api;
+pub mod push;
 pub mod report_api;
 pub mod rest;
 pub mod schemas;

@@ -217,6 +217,8 @@ async fn apply(
         )
         .await?;
     tracing::info!(version, changes = ?summary, "registry changed by the operator");
+    // A system may have gained a push endpoint: its backlog is due now.
+    state.exchange.push_wake().notify_one();
     Ok(Json(json!({ "version": version })))
 }
 

@@ -5,7 +5,9 @@
 //! calls get [`ServerConfig::shutdown_grace_seconds`](crate::config::ServerConfig) to
 //! finish, and the store's writer commits what it holds before the process ends. A call
 //! is answered only after its commit, so an answered call is never lost; an unanswered
-//! one is retried by its sender and recognised by its MessageID.
+//! one is retried by its sender and recognised by its MessageID. The push loop stops
+//! claiming at the same moment and its POSTs in flight finish (an Ack that arrives then
+//! is applied) before the store closes; a push cut short is retried after the restart.
 
 use crate::config::{Config, Revocation};
 use crate::{journal_api, report_api, rest, schemas, soap};
@@ -15,7 +17,8 @@ use mezhved_core::clock::Clock;
 use mezhved_core::deadlines::{ClarificationPolicy, DeadlineRules, DeadlineRunner};
 use mezhved_core::exchange::{Exchange, Settings};
 use mezhved_core::journal::Journal;
-use mezhved_core::registry::{RegistryError, RegistryFile, RegistryHandle};
+use mezhved_core::push::{PushRunner, PushTransport};
+use mezhved_core::registry::{check_push_urls, RegistryError, RegistryFile, RegistryHandle};
 use mezhved_dsig::crypto::SigningKey;
 use mezhved_dsig::trust::{RevocationPolicy, TrustStore};
 use mezhved_store::sqlite::{SqliteOptions, SqliteStore};
@@ -46,6 +49,8 @@ pub enum ServerError {
     Scheduler(String),
     #[error("production calendar: {0}")]
     Calendar(#[from] mezhved_core::calendar::CalendarError),
+    #[error(transparent)]
+    Push(#[from] crate::push::PushTransportError),
 }
 
 /// The built-in federal calendar, then the configured files (later files win).
@@ -133,6 +138,8 @@ fn load_subject_key(path: &std::path::Path) -> Result<Vec<u8>, ServerError> {
 pub struct Gateway {
     pub state: Arc<AppState>,
     sqlite: Arc<SqliteStore>,
+    /// How this node POSTs pushes (HTTPS over OpenSSL; docs/push.md).
+    push_transport: Arc<dyn PushTransport>,
 }
 
 impl Gateway {
@@ -167,6 +174,7 @@ impl Gateway {
                 .map(|p| p.to_path_buf())
                 .unwrap_or_default();
             let changes = file.to_changes(&base)?;
+            check_push_urls(&changes, config.push.allow_plain_http)?;
             if !changes.is_empty() {
                 store
                     .change_registry(
@@ -178,6 +186,8 @@ impl Gateway {
             }
         }
         let registry = Arc::new(RegistryHandle::load(&*store).await?);
+        registry.set_plain_http_push(config.push.allow_plain_http);
+        let push_transport = Arc::new(crate::push::HttpsPushTransport::new(&config.push)?);
         let trust = TrustStore::from_dir(&config.trust.dir)?.with_revocation_policy(
             match config.trust.revocation {
                 Revocation::RequireCrl => RevocationPolicy::RequireCrl,
@@ -246,6 +256,7 @@ impl Gateway {
                 clock,
             }),
             sqlite,
+            push_transport,
         })
     }
 
@@ -276,6 +287,7 @@ impl Gateway {
         let app = self.router();
         let registry = self.state.registry.clone();
         let store = self.state.store.clone();
+        let push_wake = self.state.exchange.push_wake();
         let interval = Duration::from_millis(self.state.config.registry.reload_interval_ms);
         let reloader = tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
@@ -284,7 +296,9 @@ impl Gateway {
                 tick.tick().await;
                 match registry.refresh(&*store).await {
                     Ok(true) => {
-                        tracing::info!(version = registry.get().version(), "registry reloaded")
+                        tracing::info!(version = registry.get().version(), "registry reloaded");
+                        // A system may have gained a push endpoint (and a backlog to push).
+                        push_wake.notify_one();
                     }
                     Ok(false) => {}
                     Err(e) => tracing::warn!(error = %e, "registry reload failed"),
@@ -304,6 +318,18 @@ impl Gateway {
         let timer = tokio::spawn(timer.run(async move {
             let _ = timer_stopped.await;
         }));
+        // This node's push loop (docs/push.md).
+        let (push_stop, push_stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut push_stop = Some(push_stop);
+        let pusher = PushRunner::new(
+            self.state.exchange.clone(),
+            self.state.clock.clone(),
+            self.push_transport.clone(),
+            self.state.config.push.settings(),
+        );
+        let pusher = tokio::spawn(pusher.run(async move {
+            let _ = push_stopped.await;
+        }));
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "serving");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -316,6 +342,10 @@ impl Gateway {
             () = shutdown => {
                 tracing::info!(grace_seconds = grace.as_secs(), "shutting down: finishing in-flight calls");
                 let _ = stop_tx.send(());
+                // No new pushes either; the ones in flight finish alongside the calls.
+                if let Some(stop) = push_stop.take() {
+                    let _ = stop.send(());
+                }
                 match tokio::time::timeout(grace, &mut server).await {
                     Ok(r) => r?,
                     Err(_) => tracing::warn!("grace period over: unfinished calls are dropped unanswered"),
@@ -325,6 +355,12 @@ impl Gateway {
         reloader.abort();
         let _ = timer_stop.send(());
         let _ = timer.await;
+        // (Already told to stop unless the server ended by itself.) Its attempts in flight
+        // apply their Acks through the store, so it ends before the store closes.
+        if let Some(stop) = push_stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = pusher.await;
         let mut scheduler = scheduler;
         if let Err(e) = scheduler.shutdown().await {
             tracing::warn!(error = %e, "scheduler did not stop cleanly");

@@ -13,11 +13,25 @@ use futures_util::TryStreamExt;
 use http_body_util::BodyExt;
 use mezhved_core::attachments;
 use mezhved_core::error::ExchangeError;
-use mezhved_core::exchange::{Answer, Call};
+use mezhved_core::exchange::{Answer, Call, OutgoingFile};
 use mezhved_mime::{MimeError, OutgoingPart, PartSource, ReadLimits};
 use std::sync::Arc;
 
-const TEXT_XML: &str = "text/xml; charset=utf-8";
+pub(crate) const TEXT_XML: &str = "text/xml; charset=utf-8";
+/// The Content-ID of the SOAP envelope in the gateway's MTOM bodies (answers and pushes).
+pub(crate) const ROOT_CONTENT_ID: &str = "root.message@mezhved";
+
+/// The MTOM parts of a delivered message's attachment files.
+pub(crate) fn mtom_parts(parts: Vec<OutgoingFile>) -> Vec<OutgoingPart> {
+    parts
+        .into_iter()
+        .map(|p| OutgoingPart {
+            content_id: p.content_id,
+            content_type: p.mime_type,
+            source: PartSource::File(p.path),
+        })
+        .collect()
+}
 
 fn fault_response(e: &ExchangeError) -> Response {
     let fault = e.fault();
@@ -117,16 +131,8 @@ fn answer_response(answer: Answer) -> Response {
         )
             .into_response();
     }
-    let parts = answer
-        .parts
-        .into_iter()
-        .map(|p| OutgoingPart {
-            content_id: p.content_id,
-            content_type: p.mime_type,
-            source: PartSource::File(p.path),
-        })
-        .collect();
-    match mezhved_mime::mtom_body(Bytes::from(answer.envelope), "root.message@mezhved", parts) {
+    let parts = mtom_parts(answer.parts);
+    match mezhved_mime::mtom_body(Bytes::from(answer.envelope), ROOT_CONTENT_ID, parts) {
         Ok(body) => {
             let mut response = Response::new(Body::from_stream(body.stream));
             if let Ok(v) = HeaderValue::from_str(&body.content_type) {

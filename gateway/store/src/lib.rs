@@ -134,6 +134,23 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         &self,
         firings: Vec<DeadlineFiring>,
     ) -> BoxFuture<'_, Result<Vec<FireOutcome>>>;
+    // --- push delivery (docs/push.md) ---
+
+    /// Leases, for each listed system, up to its room of messages (requests and responses
+    /// addressed to it) whose next push attempt is due and which no pull holds, earliest
+    /// due first; counts each attempt and journals it as a `message.delivered` (channel
+    /// `push`). A due message already at `max_attempts` falls back to pull instead.
+    fn claim_push(&self, claim: PushClaim) -> BoxFuture<'_, Result<PushClaimed>>;
+    /// When the next push attempt for one of `systems` can be claimed (its due time, or
+    /// the end of the lease that holds it).
+    fn next_push_at(&self, systems: Vec<String>) -> BoxFuture<'_, Result<Option<i64>>>;
+    /// Records a failed attempt (retry time or fallback, last error, journal event) if it
+    /// is still the message's latest attempt and the message is not acknowledged; returns
+    /// whether it did.
+    fn push_failed(&self, failure: PushAttemptFailed) -> BoxFuture<'_, Result<bool>>;
+    /// The push bookkeeping of a message (`None`: no such message row).
+    fn push_state(&self, global_id: GlobalId) -> BoxFuture<'_, Result<Option<PushState>>>;
+
     // --- requests outside the electronic exchange (paper, fax) ---
 
     /// Records a request or answer that travelled on paper: its card, its journal event

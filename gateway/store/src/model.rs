@@ -23,6 +23,10 @@ pub struct InformationSystem {
     /// PEM certificates whose keys this system signs with.
     #[serde(default)]
     pub certificates: Vec<String>,
+    /// The system's push endpoint (docs/push.md): its requests and responses are POSTed
+    /// there instead of waiting for GetRequest/GetResponse. `None`: pull only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_url: Option<String>,
 }
 
 /// A kind of information: a registered message type, identified by its content root.
@@ -311,6 +315,60 @@ pub struct Delivery {
     pub due_at_ms: Option<i64>,
     /// A response that arrived after its request's deadline.
     pub late: bool,
+    /// The push attempt this delivery is (1 for the first); 0 for a pull.
+    pub push_attempt: u32,
+}
+
+/// Leasing the messages whose next push attempt is due.
+#[derive(Debug, Clone)]
+pub struct PushClaim {
+    /// Each push system with room for more attempts in flight, and how many more.
+    pub systems: Vec<(String, usize)>,
+    pub now_ms: i64,
+    /// How long an attempt holds its message: no pull takes it meanwhile, and if the
+    /// node dies the attempt is made again once this lapses.
+    pub lease_ms: i64,
+    /// A due message that already had this many attempts (its last one was lost: the node
+    /// stopped during it) falls back to the pull queue instead of being leased.
+    pub max_attempts: u32,
+}
+
+/// What [`crate::Store::claim_push`] did.
+#[derive(Debug, Clone, Default)]
+pub struct PushClaimed {
+    /// Leased for one more attempt each (`Delivery::push_attempt` numbers it).
+    pub deliveries: Vec<Delivery>,
+    /// Fell back to the pull queue at the cap (their last attempt was lost).
+    pub fallen_back: Vec<GlobalId>,
+}
+
+/// A push attempt that failed, to record with the message.
+#[derive(Debug, Clone)]
+pub struct PushAttemptFailed {
+    pub global_id: GlobalId,
+    pub recipient_system: String,
+    pub queue: Queue,
+    /// The attempt's number: recorded only if it is still the message's latest attempt.
+    pub attempt: u32,
+    pub now_ms: i64,
+    /// What went wrong, for the operator (kept with the message, not journaled).
+    pub error: String,
+    /// Its class (`connect`, `timeout`, `status`, `invalid_ack`, …), for the journal.
+    pub error_class: String,
+    /// When to try again; `None`: the cap is reached, the message falls back to pull.
+    pub retry_at_ms: Option<i64>,
+}
+
+/// The push bookkeeping of a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PushState {
+    pub attempts: u32,
+    /// The next attempt (or the end of the one in flight); `None`: not pushed (any more).
+    pub next_at_ms: Option<i64>,
+    pub last_error: Option<String>,
+    /// When it fell back to the pull queue.
+    pub fallback_at_ms: Option<i64>,
+    pub acknowledged: bool,
 }
 
 /// The receiver's own registration of a message (the second of triple registration).

@@ -34,6 +34,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (2, include_str!("../migrations/0002_queue_counters.sql")),
     (3, include_str!("../migrations/0003_journal.sql")),
     (4, include_str!("../migrations/0004_deadlines.sql")),
+    (5, include_str!("../migrations/0005_push.sql")),
 ];
 
 impl From<rusqlite::Error> for StoreError {
@@ -413,12 +414,14 @@ fn read_registry(conn: &Connection) -> Result<RegistryData> {
         })?
         .collect::<std::result::Result<_, _>>()?;
     let mut st = conn.prepare_cached(
-        "SELECT mnemonic, participant, name, certificates FROM systems ORDER BY mnemonic",
+        "SELECT mnemonic, participant, name, certificates, push_url FROM systems ORDER BY mnemonic",
     )?;
-    let rows: Vec<(String, String, String, String)> = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+    let rows: Vec<(String, String, String, String, Option<String>)> = st
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
         .collect::<std::result::Result<_, _>>()?;
-    for (mnemonic, participant, name, certs) in rows {
+    for (mnemonic, participant, name, certs, push_url) in rows {
         let certificates = serde_json::from_str(&certs)
             .map_err(|e| StoreError::Corrupt(format!("certificates of {mnemonic}: {e}")))?;
         data.systems.push(InformationSystem {
@@ -426,6 +429,7 @@ fn read_registry(conn: &Connection) -> Result<RegistryData> {
             participant,
             name,
             certificates,
+            push_url,
         });
     }
     let mut st = conn.prepare_cached(
@@ -478,7 +482,7 @@ fn change_error(e: rusqlite::Error, what: &str) -> StoreError {
 
 /// Applies one change; true when it changed something (a put of what is already there
 /// changes nothing, so re-reading an unchanged registry file leaves the version alone).
-fn apply_change(tx: &Transaction<'_>, change: &RegistryChange) -> Result<bool> {
+fn apply_change(tx: &Transaction<'_>, change: &RegistryChange, at_ms: i64) -> Result<bool> {
     fn non_empty(what: &str, v: &str) -> Result<()> {
         if v.trim().is_empty() {
             return Err(StoreError::InvalidChange(format!(
@@ -507,19 +511,35 @@ fn apply_change(tx: &Transaction<'_>, change: &RegistryChange) -> Result<bool> {
             non_empty("system name", &s.name)?;
             let certs = serde_json::to_string(&s.certificates)
                 .map_err(|e| StoreError::InvalidChange(e.to_string()))?;
-            tx.execute(
-                "INSERT INTO systems (mnemonic, participant, name, certificates) VALUES (?1, ?2, ?3, ?4)
+            let previous_push_url: Option<Option<String>> = tx
+                .prepare_cached("SELECT push_url FROM systems WHERE mnemonic = ?1")?
+                .query_row([&s.mnemonic], |r| r.get(0))
+                .optional()?;
+            let n = tx
+                .execute(
+                    "INSERT INTO systems (mnemonic, participant, name, certificates, push_url)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (mnemonic) DO UPDATE SET participant = excluded.participant,
-                     name = excluded.name, certificates = excluded.certificates
-                 WHERE (participant, name, certificates)
-                     IS NOT (excluded.participant, excluded.name, excluded.certificates)",
-                params![s.mnemonic, s.participant, s.name, certs],
-            )
-            .map_err(|e| change_error(e, &format!("system {}", s.mnemonic)))?
+                     name = excluded.name, certificates = excluded.certificates,
+                     push_url = excluded.push_url
+                 WHERE (participant, name, certificates, push_url)
+                     IS NOT (excluded.participant, excluded.name, excluded.certificates,
+                             excluded.push_url)",
+                    params![s.mnemonic, s.participant, s.name, certs, s.push_url],
+                )
+                .map_err(|e| change_error(e, &format!("system {}", s.mnemonic)))?;
+            if previous_push_url.flatten().is_some() != s.push_url.is_some() {
+                sync_push_backlog(tx, &s.mnemonic, s.push_url.is_some(), at_ms)?;
+            }
+            n
         }
-        RegistryChange::DeleteSystem { mnemonic } => tx
-            .execute("DELETE FROM systems WHERE mnemonic = ?1", [mnemonic])
-            .map_err(|e| change_error(e, &format!("system {mnemonic}")))?,
+        RegistryChange::DeleteSystem { mnemonic } => {
+            let n = tx
+                .execute("DELETE FROM systems WHERE mnemonic = ?1", [mnemonic])
+                .map_err(|e| change_error(e, &format!("system {mnemonic}")))?;
+            sync_push_backlog(tx, mnemonic, false, at_ms)?;
+            n
+        }
         RegistryChange::PutKind(k) => {
             non_empty("kind namespace", &k.namespace)?;
             non_empty("kind root element", &k.root_element)?;
@@ -588,6 +608,27 @@ fn apply_change(tx: &Transaction<'_>, change: &RegistryChange) -> Result<bool> {
         )));
     }
     Ok(affected > 0)
+}
+
+/// A system that gets a push endpoint has its pending backlog pushed from now on; one that
+/// loses it keeps its backlog in the pull queue only (so `push_next_at` is set exactly on
+/// the pending messages of push systems). Messages that already fell back stay pulled.
+fn sync_push_backlog(tx: &Transaction<'_>, system: &str, push: bool, at_ms: i64) -> Result<()> {
+    if push {
+        tx.prepare_cached(
+            "UPDATE messages SET push_next_at = ?2
+             WHERE recipient_system = ?1 AND queue IN (0, 1) AND acked_at IS NULL
+               AND push_next_at IS NULL AND push_fallback_at IS NULL",
+        )?
+        .execute(params![system, at_ms])?;
+    } else {
+        tx.prepare_cached(
+            "UPDATE messages SET push_next_at = NULL
+             WHERE recipient_system = ?1 AND push_next_at IS NOT NULL AND acked_at IS NULL",
+        )?
+        .execute([system])?;
+    }
+    Ok(())
 }
 
 /// The `registry.changed` event: the effective changes, each certificate replaced by the
@@ -668,8 +709,12 @@ fn insert_message(tx: &Transaction<'_>, m: &NewMessage, journal: bool) -> Result
     tx.prepare_cached(
         "INSERT INTO messages (global_id, queue, sender_system, sender_message_id, recipient_system,
              kind_namespace, kind_root, content_namespace, content_root, original_global_id, checksum,
-             received_at, eol, visible_at, payload, answer)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?12, ?14, ?15)",
+             received_at, eol, visible_at, payload, answer, push_next_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?12, ?14, ?15,
+             -- Requests and responses for a system with a push endpoint are pushed at once
+             -- (decided in this transaction, against the registry it sees).
+             (SELECT ?12 FROM systems
+              WHERE mnemonic = ?5 AND push_url IS NOT NULL AND ?2 IN (0, 1)))",
     )?
     .execute(params![
         &m.global_id[..],
@@ -897,7 +942,7 @@ fn fire_deadline(
             // Undelivered (unacknowledged) past its EOL: the payload goes, the card says so.
             let pending = tx
                 .prepare_cached(
-                    "UPDATE messages SET acked_at = ?2, payload = NULL
+                    "UPDATE messages SET acked_at = ?2, payload = NULL, push_next_at = NULL
                      WHERE global_id = ?1 AND acked_at IS NULL",
                 )?
                 .execute(params![&f.global_id[..], f.now_ms])?;
@@ -965,43 +1010,74 @@ fn attachments_of(conn: &Connection, global_id: &[u8]) -> Result<Vec<StoredAttac
         .collect()
 }
 
+/// The columns a delivery reads, in [`LeaseRow`] order.
+const LEASE_COLUMNS: &str =
+    "seq, global_id, sender_system, sender_message_id, kind_namespace, kind_root,
+    original_global_id, checksum, received_at, payload, delivery_count, first_delivered_at,
+    (SELECT c.due_at FROM cards c WHERE c.global_id = messages.global_id),
+    coalesce((SELECT json_extract(c.details, '$.late') FROM cards c
+              WHERE c.global_id = messages.global_id), 0),
+    queue, recipient_system, push_attempts";
+
+/// One message row selected for delivery ([`LEASE_COLUMNS`]).
+struct LeaseRow {
+    seq: i64,
+    global_id: Vec<u8>,
+    sender_system: String,
+    sender_message_id: String,
+    kind_namespace: String,
+    kind_root: String,
+    original_global_id: Option<Vec<u8>>,
+    checksum: Vec<u8>,
+    received_at: i64,
+    payload: Option<Vec<u8>>,
+    delivery_count: i64,
+    first_delivered_at: Option<i64>,
+    due_at: Option<i64>,
+    late: bool,
+    queue: i64,
+    recipient_system: String,
+    push_attempts: i64,
+}
+
+fn lease_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LeaseRow> {
+    Ok(LeaseRow {
+        seq: r.get(0)?,
+        global_id: r.get(1)?,
+        sender_system: r.get(2)?,
+        sender_message_id: r.get(3)?,
+        kind_namespace: r.get(4)?,
+        kind_root: r.get(5)?,
+        original_global_id: r.get(6)?,
+        checksum: r.get(7)?,
+        received_at: r.get(8)?,
+        payload: r.get(9)?,
+        delivery_count: r.get(10)?,
+        first_delivered_at: r.get(11)?,
+        due_at: r.get(12)?,
+        late: r.get(13)?,
+        queue: r.get(14)?,
+        recipient_system: r.get(15)?,
+        push_attempts: r.get(16)?,
+    })
+}
+
 fn lease(tx: &Transaction<'_>, req: &LeaseRequest, journal: bool) -> Result<Option<Delivery>> {
-    const COLUMNS: &str =
-        "seq, global_id, sender_system, sender_message_id, kind_namespace, kind_root,
-        original_global_id, checksum, received_at, payload, delivery_count, first_delivered_at,
-        (SELECT c.due_at FROM cards c WHERE c.global_id = messages.global_id),
-        coalesce((SELECT json_extract(c.details, '$.late') FROM cards c
-                  WHERE c.global_id = messages.global_id), 0)";
-    let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<_> {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, Vec<u8>>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, String>(5)?,
-            r.get::<_, Option<Vec<u8>>>(6)?,
-            r.get::<_, Vec<u8>>(7)?,
-            r.get::<_, i64>(8)?,
-            r.get::<_, Option<Vec<u8>>>(9)?,
-            r.get::<_, i64>(10)?,
-            r.get::<_, Option<i64>>(11)?,
-            r.get::<_, Option<i64>>(12)?,
-            r.get::<_, bool>(13)?,
-        ))
-    };
     let row = match &req.selector {
         None => tx
             .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM messages INDEXED BY messages_pending
+                "SELECT {LEASE_COLUMNS} FROM messages INDEXED BY messages_pending
                  WHERE recipient_system = ?1 AND queue = ?2 AND visible_at <= ?3 AND acked_at IS NULL
                  ORDER BY visible_at, seq LIMIT 1"
             ))?
-            .query_row(params![req.recipient_system, req.queue.code(), req.now_ms], map)
+            .query_row(
+                params![req.recipient_system, req.queue.code(), req.now_ms],
+                lease_row,
+            )
             .optional()?,
         Some((ns, root)) => tx
             .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM messages INDEXED BY messages_pending
+                "SELECT {LEASE_COLUMNS} FROM messages INDEXED BY messages_pending
                  WHERE recipient_system = ?1 AND queue = ?2 AND visible_at <= ?3 AND acked_at IS NULL
                    AND ((content_namespace = ?4 AND content_root = ?5)
                         OR (kind_namespace = ?4 AND kind_root = ?5))
@@ -1009,76 +1085,237 @@ fn lease(tx: &Transaction<'_>, req: &LeaseRequest, journal: bool) -> Result<Opti
             ))?
             .query_row(
                 params![req.recipient_system, req.queue.code(), req.now_ms, ns, root],
-                map,
+                lease_row,
             )
             .optional()?,
     };
-    let Some((
-        seq,
-        gid,
-        sender,
-        smid,
-        kns,
-        kroot,
-        orig,
-        checksum,
-        received,
-        payload,
-        count,
-        first,
-        due,
-        late,
-    )) = row
-    else {
+    let Some(row) = row else {
         return Ok(None);
     };
-    let payload =
-        payload.ok_or_else(|| StoreError::Corrupt("a pending message has no payload".into()))?;
-    let first = first.unwrap_or(req.now_ms);
+    hand_out(
+        tx,
+        row,
+        req.now_ms,
+        req.now_ms + req.visibility_ms,
+        None,
+        journal,
+    )
+    .map(Some)
+}
+
+/// Hands out a selected message: leases it until `visible_until`, counts the delivery,
+/// journals it (`message.delivered`; with `channel: push` and the attempt's number for a
+/// push attempt) and reads its attachments.
+fn hand_out(
+    tx: &Transaction<'_>,
+    row: LeaseRow,
+    now_ms: i64,
+    visible_until: i64,
+    push_attempt: Option<u32>,
+    journal: bool,
+) -> Result<Delivery> {
+    let payload = row
+        .payload
+        .ok_or_else(|| StoreError::Corrupt("a pending message has no payload".into()))?;
+    let queue = queue_of(row.queue)?;
+    let first = row.first_delivered_at.unwrap_or(now_ms);
     tx.prepare_cached(
         "UPDATE messages SET visible_at = ?2, delivery_count = delivery_count + 1,
              first_delivered_at = ?3 WHERE seq = ?1",
     )?
-    .execute(params![seq, req.now_ms + req.visibility_ms, first])?;
-    let gid = blob16(gid)?;
+    .execute(params![row.seq, visible_until, first])?;
+    if push_attempt.is_some() {
+        // The attempt holds the message until the lease ends; if it never reports back
+        // (the node died), it is due again then.
+        tx.prepare_cached(
+            "UPDATE messages SET push_next_at = ?2, push_attempts = push_attempts + 1
+             WHERE seq = ?1",
+        )?
+        .execute(params![row.seq, visible_until])?;
+    }
+    let gid = blob16(row.global_id)?;
     if journal {
         let mut body = serde_json::Map::new();
-        body.insert("queue".into(), req.queue.name().into());
-        body.insert("delivery".into(), (count + 1).into());
-        body.insert(
-            "visible_again_at".into(),
-            (req.now_ms + req.visibility_ms).into(),
-        );
+        body.insert("queue".into(), queue.name().into());
+        body.insert("delivery".into(), (row.delivery_count + 1).into());
+        body.insert("visible_again_at".into(), visible_until.into());
+        if let Some(attempt) = push_attempt {
+            body.insert("channel".into(), "push".into());
+            body.insert("attempt".into(), attempt.into());
+        }
         crate::journal::append(
             tx,
             &NewEvent {
-                at_ms: req.now_ms,
+                at_ms: now_ms,
                 event_type: "message.delivered".into(),
                 global_id: Some(gid),
-                actor: req.recipient_system.clone(),
+                actor: row.recipient_system.clone(),
                 body,
             },
         )?;
     }
     let attachments = attachments_of(tx, &gid)?;
-    Ok(Some(Delivery {
+    Ok(Delivery {
         global_id: gid,
-        queue: req.queue,
-        sender_system: sender,
-        sender_message_id: smid,
-        recipient_system: req.recipient_system.clone(),
-        kind_namespace: kns,
-        kind_root: kroot,
-        original_global_id: orig.map(blob16).transpose()?,
-        checksum: blob32(checksum)?,
-        received_at_ms: received,
+        queue,
+        sender_system: row.sender_system,
+        sender_message_id: row.sender_message_id,
+        recipient_system: row.recipient_system,
+        kind_namespace: row.kind_namespace,
+        kind_root: row.kind_root,
+        original_global_id: row.original_global_id.map(blob16).transpose()?,
+        checksum: blob32(row.checksum)?,
+        received_at_ms: row.received_at,
         payload,
         attachments,
-        delivery_count: (count + 1) as u32,
+        delivery_count: (row.delivery_count + 1) as u32,
         first_delivered_at_ms: first,
-        due_at_ms: due,
-        late,
-    }))
+        due_at_ms: row.due_at,
+        late: row.late,
+        push_attempt: push_attempt.unwrap_or(0),
+    })
+}
+
+/// The `message.push_failed` / `message.push_fallback` event of a message.
+fn push_event(
+    global_id: GlobalId,
+    recipient: &str,
+    at_ms: i64,
+    fallback: bool,
+    body: serde_json::Map<String, serde_json::Value>,
+) -> NewEvent {
+    NewEvent {
+        at_ms,
+        event_type: if fallback {
+            "message.push_fallback"
+        } else {
+            "message.push_failed"
+        }
+        .into(),
+        global_id: Some(global_id),
+        actor: "gateway".into(),
+        body: {
+            let mut b = body;
+            b.insert("recipient_system".into(), recipient.into());
+            b
+        },
+    }
+}
+
+fn claim_push(tx: &Transaction<'_>, claim: &PushClaim, journal: bool) -> Result<PushClaimed> {
+    let mut out = PushClaimed::default();
+    let lease_end = claim.now_ms + claim.lease_ms;
+    for (system, room) in &claim.systems {
+        if *room == 0 {
+            continue;
+        }
+        let rows: Vec<LeaseRow> = tx
+            .prepare_cached(&format!(
+                "SELECT {LEASE_COLUMNS} FROM messages INDEXED BY messages_push
+                 WHERE recipient_system = ?1 AND push_next_at IS NOT NULL AND acked_at IS NULL
+                   AND push_next_at <= ?2 AND visible_at <= ?2
+                 ORDER BY push_next_at, seq LIMIT ?3"
+            ))?
+            .query_map(
+                params![
+                    system,
+                    claim.now_ms,
+                    i64::try_from(*room).unwrap_or(i64::MAX)
+                ],
+                lease_row,
+            )?
+            .collect::<std::result::Result<_, _>>()?;
+        for row in rows {
+            let attempts = u32::try_from(row.push_attempts).unwrap_or(u32::MAX);
+            if attempts >= claim.max_attempts {
+                // The last allowed attempt never reported back (its lease lapsed): the
+                // message goes to the pull queue, as after any last failure.
+                tx.prepare_cached(
+                    "UPDATE messages SET push_next_at = NULL, push_fallback_at = ?2,
+                         push_last_error = ?3
+                     WHERE seq = ?1",
+                )?
+                .execute(params![
+                    row.seq,
+                    claim.now_ms,
+                    format!("attempt {attempts} did not finish (the gateway stopped during it)")
+                ])?;
+                let gid = blob16(row.global_id)?;
+                if journal {
+                    let mut body = serde_json::Map::new();
+                    body.insert("queue".into(), queue_of(row.queue)?.name().into());
+                    body.insert("attempts".into(), attempts.into());
+                    body.insert("error".into(), "interrupted".into());
+                    crate::journal::append(
+                        tx,
+                        &push_event(gid, &row.recipient_system, claim.now_ms, true, body),
+                    )?;
+                }
+                out.fallen_back.push(gid);
+                continue;
+            }
+            out.deliveries.push(hand_out(
+                tx,
+                row,
+                claim.now_ms,
+                lease_end,
+                Some(attempts.saturating_add(1)),
+                journal,
+            )?);
+        }
+    }
+    Ok(out)
+}
+
+fn push_failed(tx: &Transaction<'_>, f: &PushAttemptFailed, journal: bool) -> Result<bool> {
+    // Only the latest attempt of a pending message reports; the lease it holds is
+    // released (`visible_at` back to now) unless a pull leased the message after it lapsed.
+    // SET expressions read the row as it was, so `push_next_at` in the CASE is the lease's
+    // end.
+    let n = tx
+        .prepare_cached(
+            "UPDATE messages SET push_last_error = ?3, push_next_at = ?4,
+                 push_fallback_at = CASE WHEN ?4 IS NULL THEN ?5 ELSE push_fallback_at END,
+                 visible_at = CASE WHEN visible_at = push_next_at THEN ?5 ELSE visible_at END
+             WHERE global_id = ?1 AND recipient_system = ?2 AND acked_at IS NULL
+               AND push_next_at IS NOT NULL AND push_attempts = ?6",
+        )?
+        .execute(params![
+            &f.global_id[..],
+            f.recipient_system,
+            f.error,
+            f.retry_at_ms,
+            f.now_ms,
+            f.attempt
+        ])?;
+    if n == 0 {
+        return Ok(false);
+    }
+    if journal {
+        let mut body = serde_json::Map::new();
+        body.insert("queue".into(), f.queue.name().into());
+        body.insert("error".into(), f.error_class.clone().into());
+        match f.retry_at_ms {
+            Some(at) => {
+                body.insert("attempt".into(), f.attempt.into());
+                body.insert("retry_at".into(), at.into());
+            }
+            None => {
+                body.insert("attempts".into(), f.attempt.into());
+            }
+        }
+        crate::journal::append(
+            tx,
+            &push_event(
+                f.global_id,
+                &f.recipient_system,
+                f.now_ms,
+                f.retry_at_ms.is_none(),
+                body,
+            ),
+        )?;
+    }
+    Ok(true)
 }
 
 fn ack(tx: &Transaction<'_>, cmd: &AckCommand, journal: bool) -> Result<(AckOutcome, bool)> {
@@ -1111,8 +1348,10 @@ fn ack(tx: &Transaction<'_>, cmd: &AckCommand, journal: bool) -> Result<(AckOutc
         }
         return Ok((AckOutcome::Released, false));
     }
-    tx.prepare_cached("UPDATE messages SET acked_at = ?2, payload = NULL WHERE seq = ?1")?
-        .execute(params![seq, cmd.now_ms])?;
+    tx.prepare_cached(
+        "UPDATE messages SET acked_at = ?2, payload = NULL, push_next_at = NULL WHERE seq = ?1",
+    )?
+    .execute(params![seq, cmd.now_ms])?;
     let attachments = take_attachments(tx, &cmd.global_id)?;
     // Delivered in time: its EOL no longer matters.
     tx.prepare_cached(
@@ -1292,7 +1531,7 @@ impl Store for SqliteStore {
         Box::pin(self.write(move |tx| {
             let mut effective = Vec::new();
             for change in &changes {
-                if apply_change(tx, change)? {
+                if apply_change(tx, change, at_ms)? {
                     effective.push(change);
                 }
             }
@@ -1506,6 +1745,61 @@ impl Store for SqliteStore {
         }))
     }
 
+    fn claim_push(&self, claim: PushClaim) -> BoxFuture<'_, Result<PushClaimed>> {
+        let journal = self.options.journal;
+        Box::pin(self.write(move |tx| Ok((claim_push(tx, &claim, journal)?, false))))
+    }
+
+    fn next_push_at(&self, systems: Vec<String>) -> BoxFuture<'_, Result<Option<i64>>> {
+        Box::pin(self.read(move |c| {
+            let mut st = c.prepare_cached(
+                // The earliest instant one of the system's messages can be claimed: its due
+                // time, or the end of the lease (push or pull) that holds it.
+                "SELECT min(max(push_next_at, visible_at))
+                 FROM (SELECT push_next_at, visible_at FROM messages INDEXED BY messages_push
+                       WHERE recipient_system = ?1 AND push_next_at IS NOT NULL
+                         AND acked_at IS NULL
+                       ORDER BY push_next_at LIMIT 1000)",
+            )?;
+            let mut earliest: Option<i64> = None;
+            for system in &systems {
+                let at: Option<i64> = st.query_row([system], |r| r.get(0))?;
+                earliest = match (earliest, at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            Ok(earliest)
+        }))
+    }
+
+    fn push_failed(&self, failure: PushAttemptFailed) -> BoxFuture<'_, Result<bool>> {
+        let journal = self.options.journal;
+        Box::pin(self.write(move |tx| Ok((push_failed(tx, &failure, journal)?, false))))
+    }
+
+    fn push_state(&self, global_id: GlobalId) -> BoxFuture<'_, Result<Option<PushState>>> {
+        Box::pin(self.read(move |c| {
+            let row = c
+                .prepare_cached(
+                    "SELECT push_attempts, push_next_at, push_last_error, push_fallback_at,
+                         acked_at IS NOT NULL
+                     FROM messages WHERE global_id = ?1",
+                )?
+                .query_row([&global_id[..]], |r| {
+                    Ok(PushState {
+                        attempts: r.get(0)?,
+                        next_at_ms: r.get(1)?,
+                        last_error: r.get(2)?,
+                        fallback_at_ms: r.get(3)?,
+                        acknowledged: r.get(4)?,
+                    })
+                })
+                .optional()?;
+            Ok(row)
+        }))
+    }
+
     fn claim_job_slot(
         &self,
         job: String,
@@ -1625,6 +1919,75 @@ mod tests {
         let counts = store.queue_counts("B").await.expect("counts");
         let pending: Vec<(Queue, u64)> = counts.iter().map(|c| (c.queue, c.pending)).collect();
         assert_eq!(pending, vec![(Queue::Requests, 2), (Queue::Responses, 1)]);
+        store.close();
+    }
+
+    /// A database made before push delivery opens with every system pull-only and every
+    /// message unpushed; giving a system an endpoint then pushes its pending backlog only.
+    #[tokio::test]
+    async fn migration_5_adds_push_bookkeeping_to_an_existing_database() {
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            for (number, sql) in &MIGRATIONS[..4] {
+                conn.execute_batch(sql).expect("old migration");
+                conn.pragma_update(None, "user_version", number)
+                    .expect("version");
+            }
+            conn.execute_batch(
+                "INSERT INTO participants VALUES ('P', 'Agency');
+                 INSERT INTO systems VALUES ('B', 'P', 'System B', '[]');",
+            )
+            .expect("registry");
+            for (i, acked) in [None, Some(5)].into_iter().enumerate() {
+                conn.execute(
+                    "INSERT INTO messages (global_id, queue, sender_system, sender_message_id,
+                         recipient_system, kind_namespace, kind_root, content_namespace,
+                         content_root, checksum, received_at, visible_at, acked_at, payload,
+                         answer)
+                     VALUES (?1, 0, 'A', ?2, 'B', 'urn:k', 'K', 'urn:k', 'K', ?3, 1, 1, ?4,
+                         x'00', x'00')",
+                    params![vec![i as u8; 16], format!("m{i}"), vec![7u8; 32], acked],
+                )
+                .expect("insert");
+            }
+        }
+        let store = SqliteStore::open(&path, SqliteOptions::default()).expect("migrates");
+        let registry = store.registry().await.expect("registry");
+        assert_eq!(registry.systems[0].push_url, None);
+        let state = store
+            .push_state([0; 16])
+            .await
+            .expect("state")
+            .expect("row");
+        assert_eq!((state.attempts, state.next_at_ms), (0, None));
+
+        let mut b = registry.systems[0].clone();
+        b.push_url = Some("https://b.example/push".into());
+        store
+            .change_registry("test".into(), 10, vec![RegistryChange::PutSystem(b)])
+            .await
+            .expect("put");
+        let pending = store.push_state([0; 16]).await.expect("state");
+        assert_eq!(
+            pending.and_then(|s| s.next_at_ms),
+            Some(10),
+            "backlog pushed"
+        );
+        let acked = store.push_state([1; 16]).await.expect("state");
+        assert_eq!(acked.and_then(|s| s.next_at_ms), None, "acknowledged stays");
+        let claimed = store
+            .claim_push(PushClaim {
+                systems: vec![("B".into(), 4)],
+                now_ms: 10,
+                lease_ms: 1_000,
+                max_attempts: 3,
+            })
+            .await
+            .expect("claim");
+        assert_eq!(claimed.deliveries.len(), 1);
+        assert_eq!(claimed.deliveries[0].push_attempt, 1);
         store.close();
     }
 }

@@ -74,6 +74,7 @@ fn system(mnemonic: &str, participant: &str) -> InformationSystem {
         participant: participant.into(),
         name: format!("System {mnemonic}"),
         certificates: vec![pem(mnemonic)],
+        push_url: None,
     }
 }
 

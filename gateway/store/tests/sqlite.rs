@@ -113,6 +113,7 @@ fn system(mnemonic: &str, participant: &str) -> InformationSystem {
         certificates: vec![format!(
             "-----BEGIN CERTIFICATE-----\n{mnemonic}\n-----END CERTIFICATE-----\n"
         )],
+        push_url: None,
     }
 }
 

@@ -572,6 +572,48 @@ impl TestGateway {
     pub fn api(&self) -> Api {
         Api::new(&self.url)
     }
+
+    /// Registers (`Some`) or removes (`None`) a system's push endpoint through the
+    /// registry API, as an operator would (docs/push.md); returns the API's answer.
+    /// Plain `http://` URLs need `config.push.allow_plain_http` (see [`allow_plain_push`]).
+    pub async fn set_push_url(&self, system: &str, url: Option<&str>) -> ApiReply {
+        let api = self.api();
+        let registry = api.operator("GET", "/api/v1/registry", None).await.json();
+        let mut entry = registry["systems"]
+            .as_array()
+            .and_then(|systems| systems.iter().find(|s| s["mnemonic"] == system))
+            .unwrap_or_else(|| panic!("system {system} is not registered: {registry}"))
+            .clone();
+        match url {
+            Some(u) => entry["push_url"] = u.into(),
+            None => {
+                if let Some(o) = entry.as_object_mut() {
+                    o.remove("push_url");
+                }
+            }
+        }
+        api.operator(
+            "PUT",
+            &format!("/api/v1/registry/systems/{system}"),
+            Some(&entry),
+        )
+        .await
+    }
+
+    /// Wakes the gateway's push loop, e.g. after moving the clock past a retry time (the
+    /// loop sleeps in real time; the clock decides what is due).
+    pub fn wake_push(&self) {
+        self.state.exchange.push_wake().notify_one();
+    }
+}
+
+/// A configuration adjustment for push tests: plain `http://` endpoints on 127.0.0.1,
+/// waits of 1 s doubling up to 60 s (of the test's clock), 5 s per POST.
+pub fn allow_plain_push(c: &mut Config) {
+    c.push.allow_plain_http = true;
+    c.push.retry_base_seconds = 1;
+    c.push.retry_max_seconds = 60;
+    c.push.request_timeout_seconds = 5;
 }
 
 /// The exact `multipart/related` (MTOM) body and its content type the client would send

@@ -64,6 +64,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+mod adapters;
+
 const BIRTH_NS: &str = "urn://mezhved/demo/zags/birth-record/1.0";
 const BIRTH_ROOT: &str = "BirthRecordRequest";
 const CONSUMER_AGENCY: &str = "Social Protection Office of the Sample Region";
@@ -89,6 +91,9 @@ const TARGET_NOCRYPTO_VS_ECHO: f64 = 0.50;
 const TARGET_P99_MS: f64 = 5.0;
 const TARGET_MTOM_RSS_MB: f64 = 64.0;
 const TARGET_QUEUED_RSS_MB: f64 = 500.0;
+const TARGET_ADAPTERS_VS_DIRECT: f64 = 0.50;
+/// "Flat": the growth stays within SQLite's page cache and allocator slack.
+const TARGET_ADAPTER_OUTBOX_GROWTH_MB: f64 = 16.0;
 
 /// One part of the bench.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -111,6 +116,9 @@ pub enum Part {
     /// Reply deadlines: the idle timer loop over 10⁶ pending rows (CPU, memory), and
     /// firing rows that are due (deadlines/s).
     Deadlines,
+    /// Exchanges end to end through two adapters vs. direct calls, and an adapter's
+    /// memory with 10⁵ queued outgoing messages.
+    Adapters,
 }
 
 /// How `queued` fills the backlog.
@@ -219,6 +227,12 @@ pub struct BenchArgs {
     /// part's child process).
     #[arg(long, hide = true)]
     pub deadlines_idle_dir: Option<PathBuf>,
+    /// Exchanges sent through the two adapters (`adapters`).
+    #[arg(long)]
+    pub adapters_exchanges: Option<u64>,
+    /// Requests queued in an adapter whose gateway is unreachable (`adapters`).
+    #[arg(long)]
+    pub adapters_queued: Option<u64>,
 }
 
 /// The arguments with their defaults resolved.
@@ -250,6 +264,8 @@ struct Plan {
     deadlines_baseline_pending: u64,
     deadlines_due: u64,
     deadlines_idle: Duration,
+    adapters_exchanges: u64,
+    adapters_queued: u64,
 }
 
 impl Plan {
@@ -275,6 +291,7 @@ impl Plan {
                 Part::Queued,
                 Part::Journal,
                 Part::Deadlines,
+                Part::Adapters,
             ]
         } else {
             a.only.clone()
@@ -326,6 +343,14 @@ impl Plan {
                 1.0,
                 "deadlines-idle-seconds",
             )?,
+            adapters_exchanges: a
+                .adapters_exchanges
+                .unwrap_or(if q { 200 } else { 5_000 })
+                .max(1),
+            adapters_queued: a
+                .adapters_queued
+                .unwrap_or(if q { 2_000 } else { 100_000 })
+                .max(1),
         })
     }
 
@@ -3780,6 +3805,11 @@ pub fn run(args: BenchArgs, out: &mut dyn Write) -> Result<(), String> {
         report.insert("deadlines".into(), v);
     }
 
+    if plan.runs(Part::Adapters) {
+        let v = adapters::phase(&env, out)?;
+        report.insert("adapters".into(), v);
+    }
+
     let r = Value::Object(report.clone());
     let bound = f(&r, &["crypto", "bound_exchanges_per_s"]);
     let signed = f(&r, &["exchange_signed", "exchanges_per_s"]);
@@ -3919,6 +3949,24 @@ pub fn run(args: BenchArgs, out: &mut dyn Write) -> Result<(), String> {
             TARGET_DEADLINE_FIRE_PER_S,
             true,
             "deadlines.firing.reminder.deadlines_per_s: DeadlineRunner::run_once over deadlines.due reminder rows all due",
+        ),
+        target(
+            "adapters_vs_direct",
+            "exchanges/s end to end through two adapters ≥ 50 % of the same run's direct client-to-gateway rate",
+            f(&r, &["adapters", "ratio"]),
+            "ratio",
+            TARGET_ADAPTERS_VS_DIRECT,
+            true,
+            "adapters.through_adapters.exchanges_per_s / adapters.direct.exchanges_per_s",
+        ),
+        target(
+            "adapter_outbox_memory",
+            "an adapter holds 10⁵ queued outgoing messages with flat memory",
+            f(&r, &["adapters", "outbox", "rss_growth_mb"]),
+            "MiB",
+            TARGET_ADAPTER_OUTBOX_GROWTH_MB,
+            false,
+            "adapters.outbox.rss_growth_mb: VmRSS with adapters.outbox.queued requests queued minus with 10³ (the gateway unreachable)",
         ),
     ];
     let _ = writeln!(out, "targets:");

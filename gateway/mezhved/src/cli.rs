@@ -54,6 +54,12 @@ pub enum Command {
     Report(crate::report_cmd::ReportArgs),
     /// Load-test the exchange core in-process over loopback (see docs/performance.md).
     Bench(crate::bench::BenchArgs),
+    /// Run the agency-side adapter sidecar: a local JSON API over a durable outbox and
+    /// inbox that signs, sends, polls, acknowledges and retries (see docs/adapter.md).
+    Adapter(crate::adapter_cmd::AdapterArgs),
+    /// A living region on one machine: the gateway, four demo agencies behind their
+    /// adapters, and a stream of requests, with a live summary (resumable).
+    Demo(crate::demo::DemoArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -237,6 +243,8 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Bench(a) => crate::bench::run(a, out).map_err(CliError::Usage),
         Command::Report(a) => crate::report_cmd::report(a, out).map_err(CliError::Usage),
         Command::Paper(c) => crate::paper_cmd::paper(c, out).map_err(CliError::Usage),
+        Command::Adapter(a) => crate::adapter_cmd::adapter(a, out).map_err(CliError::Usage),
+        Command::Demo(a) => crate::demo::run(a, out).map_err(CliError::Usage),
         Command::Journal(c) => crate::journal_cmd::journal(c, out).map_err(|e| match e {
             crate::journal_cmd::JournalFailure::Usage(m) => CliError::Usage(m),
             crate::journal_cmd::JournalFailure::Finding(m) => CliError::Finding(m),

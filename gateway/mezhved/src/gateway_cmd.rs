@@ -91,6 +91,8 @@ pub fn check_config(args: ConfigArgs, out: &mut dyn Write) -> Result<(), String>
             .map(|p| p.to_path_buf())
             .unwrap_or_default();
         let changes = file.to_changes(&base).map_err(|e| e.to_string())?;
+        mezhved_core::registry::check_push_urls(&changes, config.push.allow_plain_http)
+            .map_err(|e| format!("registry: {e}"))?;
         for c in &changes {
             if let RegistryChange::PutSystem(s) = c {
                 for pem in &s.certificates {
@@ -198,6 +200,7 @@ pub fn registry(command: RegistryCommand, out: &mut dyn Write) -> Result<(), Str
         let handle = RegistryHandle::load(&store)
             .await
             .map_err(|e| e.to_string())?;
+        handle.set_plain_http_push(config.push.allow_plain_http);
         let changes = match command {
             RegistryCommand::Show(_) => {
                 let data = store.registry().await.map_err(|e| e.to_string())?;

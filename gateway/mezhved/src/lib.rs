@@ -3,8 +3,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod adapter_cmd;
 pub mod bench;
 pub mod cli;
+pub mod demo;
+pub mod demo_agency;
+pub mod demo_summary;
 pub mod gateway_cmd;
 pub mod journal_cmd;
 pub mod paper_cmd;

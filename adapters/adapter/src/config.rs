@@ -147,6 +147,9 @@ pub struct PollConfig {
     /// The pause after an empty poll; doubled (with jitter) while the queues stay empty.
     pub idle_min_ms: u64,
     pub idle_max_ms: u64,
+    /// Get… calls in flight at once per queue while it holds messages (each message is
+    /// stored and acknowledged by the call that fetched it).
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -249,6 +252,7 @@ impl Default for PollConfig {
         PollConfig {
             idle_min_ms: 200,
             idle_max_ms: 5_000,
+            concurrency: 4,
         }
     }
 }
@@ -425,6 +429,9 @@ impl AdapterConfig {
         }
         if self.poll.idle_min_ms == 0 || self.poll.idle_max_ms < self.poll.idle_min_ms {
             problems.push("poll.idle_min_ms must be positive and at most poll.idle_max_ms".into());
+        }
+        if !(1..=64).contains(&self.poll.concurrency) {
+            problems.push("poll.concurrency must be between 1 and 64".into());
         }
         if problems.is_empty() {
             Ok(())

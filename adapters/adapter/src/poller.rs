@@ -37,7 +37,7 @@ pub(crate) async fn run(inner: Arc<Inner>, mut shutdown: Shutdown) {
         let mut got = false;
         let mut failed = acknowledge_pending(&inner, &shutdown).await.is_err();
         if inner.config.consumer.poll_responses && !failed {
-            match drain(&inner, &shutdown, None, Direction::Response).await {
+            match drain_parallel(&inner, &shutdown, None, Direction::Response).await {
                 Ok(n) => got |= n > 0,
                 Err(()) => failed = true,
             }
@@ -45,7 +45,7 @@ pub(crate) async fn run(inner: Arc<Inner>, mut shutdown: Shutdown) {
         if inner.config.provider.enabled && inner.config.provider.poll && !failed {
             for kind in &selectors {
                 let k = kind.as_ref().map(|(n, r)| (n.as_str(), r.as_str()));
-                match drain(&inner, &shutdown, k, Direction::Request).await {
+                match drain_parallel(&inner, &shutdown, k, Direction::Request).await {
                     Ok(n) => got |= n > 0,
                     Err(()) => {
                         failed = true;
@@ -55,7 +55,18 @@ pub(crate) async fn run(inner: Arc<Inner>, mut shutdown: Shutdown) {
             }
         }
         if inner.config.consumer.poll_statuses && !failed {
-            match statuses(&inner, &shutdown).await {
+            let n = inner.config.poll.concurrency.max(1);
+            let polled = match statuses(&inner, &shutdown, 1).await {
+                Ok(0) => Ok(0),
+                Ok(first) => futures_util::future::join_all(
+                    (0..n).map(|_| statuses(&inner, &shutdown, BATCH)),
+                )
+                .await
+                .into_iter()
+                .try_fold(first, |total, r| r.map(|k| total + k)),
+                Err(()) => Err(()),
+            };
+            match polled {
                 Ok(n) => got |= n > 0,
                 Err(()) => failed = true,
             }
@@ -86,15 +97,55 @@ fn note(inner: &Inner, e: &CallError) {
     }
 }
 
+/// [`drain`] with up to `poll.concurrency` calls in flight: the queue's round trips
+/// overlap (each message is still stored before it is acknowledged, by the call that got
+/// it). One call looks first, so an empty queue costs one call, not `concurrency`.
+async fn drain_parallel(
+    inner: &Inner,
+    shutdown: &Shutdown,
+    kind: Option<(&str, &str)>,
+    direction: Direction,
+) -> Result<usize, ()> {
+    let first = drain(inner, shutdown, kind, direction, 1).await?;
+    let n = inner.config.poll.concurrency.max(1);
+    if first == 0 || n == 1 {
+        return if first == 0 {
+            Ok(0)
+        } else {
+            drain(inner, shutdown, kind, direction, BATCH)
+                .await
+                .map(|k| k + first)
+        };
+    }
+    let results = futures_util::future::join_all(
+        (0..n).map(|_| drain(inner, shutdown, kind, direction, BATCH)),
+    )
+    .await;
+    let mut total = first;
+    let mut failed = false;
+    for r in results {
+        match r {
+            Ok(k) => total += k,
+            Err(()) => failed = true,
+        }
+    }
+    if failed {
+        Err(())
+    } else {
+        Ok(total)
+    }
+}
+
 /// Takes messages from one queue until it is empty (or a batch was taken).
 async fn drain(
     inner: &Inner,
     shutdown: &Shutdown,
     kind: Option<(&str, &str)>,
     direction: Direction,
+    limit: usize,
 ) -> Result<usize, ()> {
     let mut n = 0;
-    while n < BATCH && !shutdown.is_set() {
+    while n < limit && !shutdown.is_set() {
         let polled = match direction {
             Direction::Request => inner.client.get_request(kind).await,
             Direction::Response => inner.client.get_response(kind).await,
@@ -265,9 +316,9 @@ async fn acknowledge_pending(inner: &Inner, shutdown: &Shutdown) -> Result<(), (
 }
 
 /// Takes processing statuses until there are none.
-async fn statuses(inner: &Inner, shutdown: &Shutdown) -> Result<usize, ()> {
+async fn statuses(inner: &Inner, shutdown: &Shutdown, limit: usize) -> Result<usize, ()> {
     let mut n = 0;
-    while n < BATCH && !shutdown.is_set() {
+    while n < limit && !shutdown.is_set() {
         match inner.client.get_status().await {
             Ok(Some(s)) => {
                 inner.gateway_ok();

@@ -2,22 +2,25 @@
 //! migrations (`migrations/*.sql`, applied by `PRAGMA user_version`), one connection.
 //!
 //! Invariants:
-//! - Every method that changes something is one transaction, and returns only after it
-//!   committed: a 202 to the agency or an Ack to the gateway is given only after that.
-//! - One writer: the connection sits behind a mutex and is used from blocking threads;
-//!   the database is opened in exclusive locking mode, so a second adapter on the same
-//!   data directory fails at start instead of sharing the outbox.
+//! - Every method that changes something is atomic (its own savepoint), and returns only
+//!   after the transaction holding it committed: a 202 to the agency or an Ack to the
+//!   gateway is given only after that.
+//! - One writer: the connection belongs to one thread, which takes the methods' work from
+//!   a channel and runs whatever has queued up in one transaction — one fsync for many
+//!   (group commit), never a weaker `synchronous`. A method that fails rolls back its own
+//!   savepoint only. The database is opened in exclusive locking mode, so a second adapter
+//!   on the same data directory fails at start instead of sharing the outbox.
 //! - A delivered message is stored once per global ID; its registration number is
 //!   assigned in the transaction that stores it, so a redelivery finds the same number.
 //! - An outbox row's MessageID is fixed when the row is inserted.
 
 use crate::files::{Files, StagedFile};
 use mezhved_client::{Content, Direction, Incoming, Registration, RequestCard, StatusMessage};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc;
 
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_outbox_inbox.sql")];
 
@@ -404,15 +407,123 @@ pub struct Stats {
 
 // ---------------------------------------------------------------------------------------
 
+/// `execute` and `query_row` through the connection's statement cache: the adapter runs
+/// the same few dozen statements all day, and preparing them again each time cost more
+/// than running them.
+trait Cached {
+    fn execute_cached<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    fn query_row_cached<
+        T,
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    >(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn execute_cached<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+    fn query_row_cached<
+        T,
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    >(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
+/// What a job hands back once its transaction's fate is known.
+type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// A method's work on the writer's connection.
+struct Job {
+    run: Box<dyn FnOnce(&mut Connection) -> Deliver + Send>,
+    /// Must run outside a transaction (e.g. a WAL checkpoint).
+    alone: bool,
+}
+
+/// The most jobs one transaction takes.
+const MAX_BATCH: usize = 512;
+
+/// The writer thread: batches of jobs, each batch one transaction.
+fn writer(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let (alone, together): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|j| j.alone);
+        if !together.is_empty() {
+            let begun = conn.execute_batch("BEGIN IMMEDIATE");
+            let mut delivers = Vec::with_capacity(together.len());
+            let mut skipped = Vec::new();
+            let mut lost = false;
+            if begun.is_ok() {
+                for job in together {
+                    if lost {
+                        skipped.push(job);
+                        continue;
+                    }
+                    delivers.push((job.run)(&mut conn));
+                    // An I/O error or a full disk makes SQLite roll the whole transaction
+                    // back: what the batch did so far is gone, and the rest must not run
+                    // outside a transaction.
+                    lost = conn.is_autocommit();
+                }
+            }
+            let outcome = match begun {
+                Err(e) => Err(format!("cannot begin a transaction: {e}")),
+                Ok(()) if lost => Err("the transaction was rolled back by the database".into()),
+                Ok(()) => conn
+                    .execute_batch("COMMIT")
+                    .map_err(|e| format!("commit failed: {e}")),
+            };
+
+            if outcome.is_err() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            for d in delivers {
+                d(outcome.clone());
+            }
+            // Never ran: their callers learn the batch failed (dropping the job does).
+            drop(skipped);
+        }
+        for job in alone {
+            ((job.run)(&mut conn))(Ok(()));
+        }
+    }
+}
+
 /// The store. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    jobs: mpsc::Sender<Job>,
     files: Files,
 }
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let version: i64 = conn.query_row_cached("PRAGMA user_version", [], |r| r.get(0))?;
     let known = MIGRATIONS.len() as i64;
     if version > known {
         return Err(StoreError::Corrupt(format!(
@@ -448,7 +559,7 @@ impl Store {
                 ))
             })?;
         migrate(&mut conn)?;
-        conn.set_prepared_statement_cache_capacity(64);
+        conn.set_prepared_statement_cache_capacity(256);
         let referenced: HashSet<String> = {
             let mut st = conn.prepare("SELECT file FROM attachments")?;
             let rows = st.query_map([], |r| r.get::<_, String>(0))?;
@@ -458,38 +569,59 @@ impl Store {
         if swept > 0 {
             tracing::info!(files = swept, "removed attachment files no row names");
         }
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-            files,
-        })
+        let (jobs, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("adapter-store".into())
+            .spawn(move || writer(conn, rx))?;
+        Ok(Store { jobs, files })
     }
 
     pub fn files(&self) -> &Files {
         &self.files
     }
 
-    /// Runs `f` on the connection in a blocking thread.
+    /// Runs `f` on the writer's connection; its result once its transaction committed.
     async fn call<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError::Worker("the connection's lock is poisoned".into()))?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::Worker(e.to_string()))?
+        self.submit_job(f, false).await
+    }
+
+    async fn submit_job<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        alone: bool,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job = Job {
+            run: Box::new(move |c: &mut Connection| {
+                let result = f(c);
+                Box::new(move |commit: Result<(), String>| {
+                    let _ = tx.send(match commit {
+                        Ok(()) => result,
+                        Err(e) => Err(StoreError::Worker(e)),
+                    });
+                }) as Deliver
+            }),
+            alone,
+        };
+        self.jobs
+            .send(job)
+            .map_err(|_| StoreError::Worker("the store's writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Worker("the store's writer dropped a job".into()))?
     }
 
     /// Flushes the WAL into the database (at a graceful stop).
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
-        self.call(|c| {
-            c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
-            Ok(())
-        })
+        self.submit_job(
+            |c| {
+                c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+                Ok(())
+            },
+            true,
+        )
         .await
     }
 
@@ -498,9 +630,9 @@ impl Store {
     /// Inserts a request (or finds the one with its client_ref).
     pub async fn submit(&self, r: NewRequest) -> Result<Submitted, StoreError> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let existing: Option<(i64, String)> = tx
-                .query_row(
+                .query_row_cached(
                     "SELECT id, body_sha256 FROM outbox WHERE client_ref = ?1",
                     [&r.client_ref],
                     |row| Ok((row.get(0)?, row.get(1)?)),
@@ -514,7 +646,7 @@ impl Store {
                     Submitted::Conflict(view)
                 });
             }
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO outbox (operation, client_ref, body_sha256, message_id, created_at, content,
                                      reference_message_id, eol, test, mtom, state)
                  VALUES ('request', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued')",
@@ -542,7 +674,7 @@ impl Store {
                     card.sent_on = Some(r.today.clone());
                 }
                 let (number, date) = card.sender_registration.clone().unwrap_or_default();
-                tx.execute(
+                tx.execute_cached(
                     "UPDATE outbox SET card_json = ?2, card_xml = ?3, sender_registration_number = ?4,
                                        sender_registration_date = ?5 WHERE id = ?1",
                     params![id, serde_json::to_string(&card)?, card.to_xml(), number, date],
@@ -572,7 +704,7 @@ impl Store {
     pub async fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>, StoreError> {
         self.call(move |c| {
             let row = c
-                .query_row(
+                .query_row_cached(
                     "SELECT operation, message_id, content, card_xml, reference_message_id, eol, test, mtom,
                             reply_to, answer_kind, answer_code, answer_description, answer_parameters
                      FROM outbox WHERE id = ?1 AND state = 'queued'",
@@ -628,11 +760,11 @@ impl Store {
     ) -> Result<(), StoreError> {
         let files = self
             .call(move |c| {
-                let tx = c.transaction()?;
+                let tx = c.savepoint()?;
                 let registration = registration
                     .map(|r| serde_json::to_string(&r))
                     .transpose()?;
-                tx.execute(
+                tx.execute_cached(
                     "UPDATE outbox SET state = 'sent', global_id = ?2, gateway_message_status = ?3,
                             registration = ?4, sent_at = ?5, attempts = attempts + 1,
                             last_attempt_at = ?5, last_error = NULL
@@ -656,7 +788,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<i64, StoreError> {
         self.call(move |c| {
-            Ok(c.query_row(
+            Ok(c.query_row_cached(
                 "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ?2, last_error = ?3
                  WHERE id = ?1 RETURNING attempts",
                 params![id, now_ms, error],
@@ -675,8 +807,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let files = self
             .call(move |c| {
-                let tx = c.transaction()?;
-                tx.execute(
+                let tx = c.savepoint()?;
+                tx.execute_cached(
                     "UPDATE outbox SET state = 'rejected', fault = ?2, attempts = attempts + 1,
                             last_attempt_at = ?3, last_error = ?4
                      WHERE id = ?1 AND state = 'queued'",
@@ -710,9 +842,9 @@ impl Store {
     ) -> Result<Received, StoreError> {
         let (received, drop_files) = self
             .call(move |c| {
-                let tx = c.transaction()?;
+                let tx = c.savepoint()?;
                 let existing: Option<(i64, String, i64)> = tx
-                    .query_row(
+                    .query_row_cached(
                         "SELECT id, registration_number, registered_at FROM inbox WHERE global_id = ?1",
                         [&m.global_id],
                         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -759,7 +891,7 @@ impl Store {
                 };
                 let registration = m.registration.as_ref().map(RegistrationView::from);
                 let late = registration.as_ref().is_some_and(|r| r.late);
-                tx.execute(
+                tx.execute_cached(
                     "INSERT INTO inbox (direction, global_id, registered_at, received_via, sender_system,
                         sender_name, message_id, reply_to, original_message_id, reference_message_id,
                         kind_name, content_kind, content, code, description, parameters, card_json,
@@ -794,7 +926,7 @@ impl Store {
                 )?;
                 let id = tx.last_insert_rowid();
                 let number = format!("{registration_prefix}-IN-{id}");
-                tx.execute(
+                tx.execute_cached(
                     "UPDATE inbox SET registration_number = ?2 WHERE id = ?1",
                     params![id, number],
                 )?;
@@ -843,7 +975,7 @@ impl Store {
 
     pub async fn mark_acked(&self, inbox_id: i64, now_ms: i64) -> Result<(), StoreError> {
         self.call(move |c| {
-            c.execute(
+            c.execute_cached(
                 "UPDATE inbox SET acked_at = ?2, ack_attempts = ack_attempts + 1, ack_error = NULL
                  WHERE id = ?1 AND acked_at IS NULL",
                 params![inbox_id, now_ms],
@@ -855,7 +987,7 @@ impl Store {
 
     pub async fn mark_ack_failed(&self, inbox_id: i64, error: String) -> Result<(), StoreError> {
         self.call(move |c| {
-            c.execute(
+            c.execute_cached(
                 "UPDATE inbox SET ack_attempts = ack_attempts + 1, ack_error = ?2 WHERE id = ?1",
                 params![inbox_id, error],
             )?;
@@ -867,16 +999,16 @@ impl Store {
     /// Records a processing status and applies it to the row it is about.
     pub async fn store_status(&self, s: StatusMessage, now_ms: i64) -> Result<(), StoreError> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let outbox: Option<i64> = tx
-                .query_row(
+                .query_row_cached(
                     "SELECT id FROM outbox WHERE message_id = ?1",
                     [&s.original_message_id],
                     |r| r.get(0),
                 )
                 .optional()?;
             let inbox: Option<i64> = if outbox.is_none() {
-                tx.query_row(
+                tx.query_row_cached(
                     "SELECT id FROM inbox WHERE message_id = ?1 AND direction = 'request' ORDER BY id LIMIT 1",
                     [&s.original_message_id],
                     |r| r.get(0),
@@ -886,34 +1018,34 @@ impl Store {
                 None
             };
             let timestamp = s.timestamp.map(crate::to_ms);
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO statuses (original_message_id, category, details, timestamp, received_at, outbox_id, inbox_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![s.original_message_id, s.category, s.details, timestamp, now_ms, outbox, inbox],
             )?;
             let at = timestamp.unwrap_or(now_ms);
             if let Some(id) = outbox {
-                tx.execute(
+                tx.execute_cached(
                     "UPDATE outbox SET last_gateway_status = ?2 WHERE id = ?1",
                     params![id, s.category],
                 )?;
                 match s.category.as_str() {
                     "underProcessing" | "responseIsDelivered" => {
                         advance(&tx, id, "delivered")?;
-                        tx.execute(
+                        tx.execute_cached(
                             "UPDATE outbox SET delivered_at = coalesce(delivered_at, ?2) WHERE id = ?1",
                             params![id, at],
                         )?;
                     }
                     "deadlineOverdue" => {
-                        tx.execute(
+                        tx.execute_cached(
                             "UPDATE outbox SET overdue_at = coalesce(overdue_at, ?2) WHERE id = ?1",
                             params![id, at],
                         )?;
                     }
                     "messageExpired" => {
                         advance(&tx, id, "expired")?;
-                        tx.execute(
+                        tx.execute_cached(
                             "UPDATE outbox SET expired_at = coalesce(expired_at, ?2) WHERE id = ?1",
                             params![id, at],
                         )?;
@@ -921,12 +1053,12 @@ impl Store {
                     _ => {}
                 }
             } else if let Some(id) = inbox {
-                tx.execute(
+                tx.execute_cached(
                     "UPDATE inbox SET last_gateway_status = ?2 WHERE id = ?1",
                     params![id, s.category],
                 )?;
                 if s.category == "deadlineOverdue" {
-                    tx.execute(
+                    tx.execute_cached(
                         "UPDATE inbox SET overdue_at = coalesce(overdue_at, ?2) WHERE id = ?1",
                         params![id, at],
                     )?;
@@ -958,7 +1090,7 @@ impl Store {
     /// The callback took the request and will answer through the API.
     pub async fn mark_dispatched(&self, inbox_id: i64) -> Result<(), StoreError> {
         self.call(move |c| {
-            c.execute(
+            c.execute_cached(
                 "UPDATE inbox SET state = 'dispatched', dispatch_attempts = dispatch_attempts + 1,
                         dispatch_error = NULL WHERE id = ?1 AND state = 'new'",
                 [inbox_id],
@@ -974,7 +1106,7 @@ impl Store {
         error: String,
     ) -> Result<(), StoreError> {
         self.call(move |c| {
-            c.execute(
+            c.execute_cached(
                 "UPDATE inbox SET dispatch_attempts = dispatch_attempts + 1, dispatch_error = ?2 WHERE id = ?1",
                 params![inbox_id, error],
             )?;
@@ -987,9 +1119,9 @@ impl Store {
     pub async fn answer(&self, a: NewAnswer) -> Result<Answered, StoreError> {
         let (answered, drop_files) = self
             .call(move |c| {
-                let tx = c.transaction()?;
+                let tx = c.savepoint()?;
                 let inbox: Option<(String, Option<String>, String)> = tx
-                    .query_row(
+                    .query_row_cached(
                         "SELECT direction, reply_to, state FROM inbox WHERE id = ?1",
                         [a.inbox_id],
                         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -1008,7 +1140,7 @@ impl Store {
                     ));
                 };
                 let same: Option<i64> = tx
-                    .query_row(
+                    .query_row_cached(
                         "SELECT id FROM outbox WHERE inbox_id = ?1 AND body_sha256 = ?2",
                         params![a.inbox_id, a.body_sha256],
                         |r| r.get(0),
@@ -1018,7 +1150,7 @@ impl Store {
                     return Ok((Answered::Existing(Box::new(answer_view(&tx, id)?)), a.files));
                 }
                 let final_answer: Option<i64> = tx
-                    .query_row(
+                    .query_row_cached(
                         "SELECT id FROM outbox WHERE inbox_id = ?1 AND final = 1",
                         [a.inbox_id],
                         |r| r.get(0),
@@ -1056,7 +1188,7 @@ impl Store {
                         )
                     }
                 };
-                tx.execute(
+                tx.execute_cached(
                     "INSERT INTO outbox (operation, body_sha256, message_id, created_at, content, mtom,
                         inbox_id, reply_to, answer_kind, answer_code, answer_description, answer_parameters,
                         final, state)
@@ -1085,7 +1217,7 @@ impl Store {
                 } else {
                     state.as_str()
                 };
-                tx.execute(
+                tx.execute_cached(
                     "UPDATE inbox SET state = ?2 WHERE id = ?1 AND state <> 'done'",
                     params![a.inbox_id, new_state],
                 )?;
@@ -1107,8 +1239,8 @@ impl Store {
     ) -> Result<Option<InboxView>, StoreError> {
         let (view, files) = self
             .call(move |c| {
-                let tx = c.transaction()?;
-                let n = tx.execute(
+                let tx = c.savepoint()?;
+                let n = tx.execute_cached(
                     "UPDATE inbox SET state = 'done', done_at = coalesce(done_at, ?2) WHERE id = ?1",
                     params![inbox_id, now_ms],
                 )?;
@@ -1129,9 +1261,9 @@ impl Store {
 
     pub async fn request(&self, id: i64) -> Result<Option<RequestView>, StoreError> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let known: Option<i64> = tx
-                .query_row(
+                .query_row_cached(
                     "SELECT id FROM outbox WHERE id = ?1 AND operation = 'request'",
                     [id],
                     |r| r.get(0),
@@ -1151,7 +1283,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<RequestView>, StoreError> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let ids: Vec<i64> = {
                 let sql = format!(
                     "SELECT id FROM outbox WHERE operation = 'request' AND id > ?1
@@ -1171,7 +1303,7 @@ impl Store {
 
     pub async fn inbox_item(&self, id: i64) -> Result<Option<InboxView>, StoreError> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             inbox_view(&tx, id)
         })
         .await
@@ -1185,7 +1317,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<InboxView>, StoreError> {
         self.call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let ids: Vec<i64> = {
                 let mut st = tx.prepare_cached(
                     "SELECT id FROM inbox WHERE id > ?1 AND (?2 IS NULL OR direction = ?2)
@@ -1213,7 +1345,7 @@ impl Store {
         content_id: String,
     ) -> Result<Option<(String, String)>, StoreError> {
         self.call(move |c| {
-            Ok(c.query_row(
+            Ok(c.query_row_cached(
                 "SELECT mime_type, file FROM attachments WHERE inbox_id = ?1 AND content_id = ?2",
                 params![inbox_id, content_id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -1277,7 +1409,7 @@ impl Store {
                 let (direction, state, n) = row?;
                 stats.inbox.entry(direction).or_default().insert(state, n);
             }
-            stats.unacknowledged = c.query_row(
+            stats.unacknowledged = c.query_row_cached(
                 "SELECT count(*) FROM inbox WHERE acked_at IS NULL",
                 [],
                 |r| r.get(0),
@@ -1290,7 +1422,7 @@ impl Store {
     /// The store answers (for `/health`).
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.call(|c| {
-            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+            c.query_row_cached("SELECT 1", [], |r| r.get::<_, i64>(0))?;
             Ok(())
         })
         .await
@@ -1301,7 +1433,7 @@ impl Store {
 // Helpers inside a transaction.
 
 fn insert_attachments(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     owner: &str,
     id: i64,
     files: &[StagedFile],
@@ -1324,7 +1456,7 @@ fn insert_attachments(
 }
 
 /// Deletes the attachment rows of a row; returns their file names (to remove after commit).
-fn take_attachments(tx: &Transaction<'_>, owner: &str, id: i64) -> Result<Vec<String>, StoreError> {
+fn take_attachments(tx: &Connection, owner: &str, id: i64) -> Result<Vec<String>, StoreError> {
     let sql = format!("DELETE FROM attachments WHERE {owner} = ?1 RETURNING file");
     let mut st = tx.prepare_cached(&sql)?;
     let rows = st.query_map([id], |r| r.get(0))?;
@@ -1342,16 +1474,16 @@ fn outcome_rank(outcome: Option<&str>) -> u8 {
 
 /// Moves an outbox row's outcome forward (never back: a late "delivered" status does not
 /// undo an answer).
-fn advance(tx: &Transaction<'_>, id: i64, outcome: &str) -> Result<bool, StoreError> {
+fn advance(tx: &Connection, id: i64, outcome: &str) -> Result<bool, StoreError> {
     let current: Option<String> =
-        tx.query_row("SELECT outcome FROM outbox WHERE id = ?1", [id], |r| {
+        tx.query_row_cached("SELECT outcome FROM outbox WHERE id = ?1", [id], |r| {
             r.get(0)
         })?;
     let now = outcome_rank(current.as_deref());
     if now >= 3 || outcome_rank(Some(outcome)) <= now {
         return Ok(false);
     }
-    tx.execute(
+    tx.execute_cached(
         "UPDATE outbox SET outcome = ?2 WHERE id = ?1",
         params![id, outcome],
     )?;
@@ -1361,14 +1493,14 @@ fn advance(tx: &Transaction<'_>, id: i64, outcome: &str) -> Result<bool, StoreEr
 /// A response arrived: link it to our request row (OriginalMessageId = our MessageID) and
 /// move the row's outcome.
 fn link_response(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     inbox_id: i64,
     original_message_id: &str,
     content: &Content,
     late: bool,
 ) -> Result<(), StoreError> {
     let request: Option<i64> = tx
-        .query_row(
+        .query_row_cached(
             "SELECT id FROM outbox WHERE message_id = ?1 AND operation = 'request'",
             [original_message_id],
             |r| r.get(0),
@@ -1378,7 +1510,7 @@ fn link_response(
         tracing::info!(%original_message_id, "a response to a request this adapter did not send");
         return Ok(());
     };
-    tx.execute(
+    tx.execute_cached(
         "UPDATE inbox SET outbox_id = ?2 WHERE id = ?1",
         params![inbox_id, id],
     )?;
@@ -1390,7 +1522,7 @@ fn link_response(
                 "refused"
             };
             advance(tx, id, outcome)?;
-            tx.execute(
+            tx.execute_cached(
                 "UPDATE outbox SET reply_inbox_id = ?2, late = late OR ?3 WHERE id = ?1",
                 params![id, inbox_id, late],
             )?;
@@ -1405,7 +1537,7 @@ fn link_response(
                 description: description.clone(),
                 parameters: parameters.iter().cloned().collect(),
             };
-            tx.execute(
+            tx.execute_cached(
                 "UPDATE outbox SET provider_status = ?2,
                         reply_inbox_id = CASE WHEN outcome IN ('answered', 'refused') THEN reply_inbox_id ELSE ?3 END
                  WHERE id = ?1",
@@ -1426,7 +1558,7 @@ fn json_col<T: serde::de::DeserializeOwned>(v: Option<String>) -> Result<Option<
 }
 
 fn gateway_statuses(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     column: &str,
     id: i64,
 ) -> Result<Vec<GatewayStatusView>, StoreError> {
@@ -1445,7 +1577,7 @@ fn gateway_statuses(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-fn request_view(tx: &Transaction<'_>, id: i64) -> Result<RequestView, StoreError> {
+fn request_view(tx: &Connection, id: i64) -> Result<RequestView, StoreError> {
     let sql = format!(
         "SELECT client_ref, message_id, {STATUS_EXPR}, created_at, attempts, last_attempt_at, last_error,
                 sender_registration_number, sender_registration_date, global_id, registration, sent_at,
@@ -1454,7 +1586,7 @@ fn request_view(tx: &Transaction<'_>, id: i64) -> Result<RequestView, StoreError
          FROM outbox WHERE id = ?1"
     );
     let (mut view, registration, fault, provider_status, reply_inbox) =
-        tx.query_row(&sql, [id], |r| {
+        tx.query_row_cached(&sql, [id], |r| {
             let number: Option<String> = r.get(7)?;
             let date: Option<String> = r.get(8)?;
             Ok((
@@ -1497,7 +1629,7 @@ fn request_view(tx: &Transaction<'_>, id: i64) -> Result<RequestView, StoreError
     view.provider_status = json_col(provider_status)?;
     if let Some(inbox_id) = reply_inbox {
         view.reply = tx
-            .query_row(
+            .query_row_cached(
                 "SELECT global_id, content_kind, late FROM inbox WHERE id = ?1",
                 [inbox_id],
                 |r| {
@@ -1519,13 +1651,13 @@ fn request_view(tx: &Transaction<'_>, id: i64) -> Result<RequestView, StoreError
     Ok(view)
 }
 
-fn answer_view(tx: &Transaction<'_>, id: i64) -> Result<AnswerView, StoreError> {
+fn answer_view(tx: &Connection, id: i64) -> Result<AnswerView, StoreError> {
     let sql = format!(
         "SELECT inbox_id, message_id, answer_kind, final, {STATUS_EXPR}, created_at, attempts, last_error,
                 global_id, registration, sent_at, fault
          FROM outbox WHERE id = ?1"
     );
-    let (mut view, registration, fault) = tx.query_row(&sql, [id], |r| {
+    let (mut view, registration, fault) = tx.query_row_cached(&sql, [id], |r| {
         Ok((
             AnswerView {
                 id,
@@ -1551,9 +1683,9 @@ fn answer_view(tx: &Transaction<'_>, id: i64) -> Result<AnswerView, StoreError> 
     Ok(view)
 }
 
-fn inbox_view(tx: &Transaction<'_>, id: i64) -> Result<Option<InboxView>, StoreError> {
+fn inbox_view(tx: &Connection, id: i64) -> Result<Option<InboxView>, StoreError> {
     let row = tx
-        .query_row(
+        .query_row_cached(
             "SELECT direction, global_id, registration_number, registered_at, received_via, acked_at,
                     sender_system, sender_name, message_id, reply_to, original_message_id,
                     reference_message_id, kind_name, content_kind, content, code, description, parameters,

@@ -1248,32 +1248,24 @@ impl Exchange {
         _registry: &Registry,
         now: SystemTime,
     ) -> Result<(Vec<u8>, Vec<OutgoingFile>), ExchangeError> {
+        // SMEV clients do not acknowledge statuses (they cannot know a status's own ID):
+        // a status is consumed by the GetStatus that returns it, in the same transaction.
         let delivery = self
             .store
-            .lease(LeaseRequest {
-                recipient_system: caller.system.clone(),
-                queue: Queue::Statuses,
-                selector: None,
-                now_ms: to_ms(now),
-                visibility_ms: self.settings.visibility_timeout.as_millis() as i64,
-            })
+            .take(
+                LeaseRequest {
+                    recipient_system: caller.system.clone(),
+                    queue: Queue::Statuses,
+                    selector: None,
+                    now_ms: to_ms(now),
+                    visibility_ms: self.settings.visibility_timeout.as_millis() as i64,
+                },
+                "delivered".into(),
+            )
             .await?;
         let Some(d) = delivery else {
             return Ok((envelope::empty_answer("GetStatusResponse"), Vec::new()));
         };
-        // SMEV clients do not acknowledge statuses (they cannot know a status's own ID):
-        // a status is consumed by the GetStatus that returns it, in the same step.
-        self.store
-            .ack(AckCommand {
-                recipient_system: caller.system.clone(),
-                global_id: d.global_id,
-                accepted: true,
-                receiver_registration: None,
-                now_ms: to_ms(now),
-                then_enqueue: Vec::new(),
-                acked_status: "delivered".into(),
-            })
-            .await?;
         let payload = StoredPayload::decode(&d.payload)
             .ok_or_else(|| ExchangeError::Internal("a queued status cannot be decoded".into()))?;
         // A status payload's block is the AsyncProcessingStatusData content written by

@@ -497,7 +497,7 @@ fn cpu_snapshot() -> CpuSnapshot {
     snap
 }
 
-fn thread_group(comm: &str) -> &'static str {
+pub(crate) fn thread_group(comm: &str) -> &'static str {
     if comm.starts_with("mz-gw") {
         "gateway"
     } else if comm.starts_with("mezhved-store") {
@@ -506,6 +506,8 @@ fn thread_group(comm: &str) -> &'static str {
         "clients"
     } else if comm.starts_with("mz-echo") {
         "echo_server"
+    } else if comm.starts_with("adapter-store") {
+        "adapter_store_writers"
     } else {
         "other"
     }

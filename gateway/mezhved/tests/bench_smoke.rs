@@ -245,6 +245,23 @@ fn quick_bench_reports_every_figure_and_target() {
         }
     }
 
+    // Adapters: both runs completed, every submitted request is in the outbox.
+    for path in [
+        &["adapters", "direct", "exchanges_per_s"][..],
+        &["adapters", "through_adapters", "exchanges_per_s"],
+        &["adapters", "through_adapters", "seconds"],
+        &["adapters", "ratio"],
+        &["adapters", "outbox", "rss_at_first_kb"],
+        &["adapters", "outbox", "rss_at_all_kb"],
+        &["adapters", "outbox", "rss_growth_mb"],
+    ] {
+        number(&v, path);
+    }
+    assert_eq!(
+        number(&v, &["adapters", "outbox", "queued"]),
+        number(&v, &["adapters", "outbox", "submitted"])
+    );
+
     let targets = at(&v, &["targets"]).as_array().expect("targets");
     let names: Vec<&str> = targets
         .iter()
@@ -266,6 +283,8 @@ fn quick_bench_reports_every_figure_and_target() {
             "deadlines_idle_memory",
             "deadlines_firing_overdue",
             "deadlines_firing_reminder",
+            "adapters_vs_direct",
+            "adapter_outbox_memory",
         ]
     );
     for t in targets {

@@ -69,7 +69,10 @@ fn the_demo_shows_every_outcome_resumes_without_duplicates_and_its_journal_verif
     // What the stream made defective, the gateway refused — no more, no fewer.
     let population = Arc::new(Population::generate(7, POPULATION));
     let scenario = Scenario::new(population.clone());
-    let requests: Vec<_> = (0..submitted).map(|i| scenario.request(i)).collect();
+    // A stop can come between the adapter taking a request and the demo noting it: then
+    // the adapter holds one more than `next_index` (the resumed demo sends it again under
+    // the same client_ref, which the adapter recognises).
+    let requests: Vec<_> = (0..=submitted).map(|i| scenario.request(i)).collect();
     let outbox = dir.join("adapters/uszn/adapter.db");
     let sent: Vec<u64> = {
         let c = Connection::open_with_flags(&outbox, OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -107,13 +110,13 @@ fn the_demo_shows_every_outcome_resumes_without_duplicates_and_its_journal_verif
         "refused by the gateway = defective requests sent"
     );
     let accepted = query(&db, "SELECT count(*) FROM cards WHERE queue = 0");
-    assert_eq!(
-        query(
-            &outbox,
-            "SELECT count(*) FROM outbox WHERE operation = 'request'"
-        ),
-        submitted as i64,
-        "the office's adapter holds each submitted request once"
+    let held = query(
+        &outbox,
+        "SELECT count(*) FROM outbox WHERE operation = 'request'",
+    );
+    assert!(
+        held == submitted as i64 || held == submitted as i64 + 1,
+        "the office's adapter holds each submitted request once: {held} for {submitted}"
     );
     // The gateway has what the adapter sent; a stop may leave the last few queued there.
     assert_eq!(
@@ -202,14 +205,19 @@ fn the_demo_shows_every_outcome_resumes_without_duplicates_and_its_journal_verif
         "SELECT count(*) FROM journal_events WHERE type = 'message.rejected'",
     );
     let accepted = query(&db, "SELECT count(*) FROM cards WHERE queue = 0");
-    assert_eq!(
-        query(
-            &outbox,
-            "SELECT count(*) FROM outbox WHERE operation = 'request'"
-        ),
-        resubmitted as i64,
-        "each request of the stream was submitted exactly once"
+    let held = query(
+        &outbox,
+        "SELECT count(*) FROM outbox WHERE operation = 'request'",
     );
+    assert!(
+        held == resubmitted as i64 || held == resubmitted as i64 + 1,
+        "each request of the stream was submitted exactly once: {held} for {resubmitted}"
+    );
+    let distinct_refs = query(
+        &outbox,
+        "SELECT count(DISTINCT client_ref) FROM outbox WHERE operation = 'request'",
+    );
+    assert_eq!(distinct_refs, held);
     assert_eq!(
         accepted + refused,
         query(

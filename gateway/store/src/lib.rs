@@ -70,6 +70,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn accept(&self, message: NewMessage) -> BoxFuture<'_, Result<AcceptOutcome>>;
     /// Leases the oldest visible matching message for `visibility_ms`.
     fn lease(&self, request: LeaseRequest) -> BoxFuture<'_, Result<Option<Delivery>>>;
+    /// Leases the oldest visible matching message and acknowledges it in the same
+    /// transaction, with no receiver registration (processing statuses, which SMEV
+    /// clients cannot acknowledge: the call that returns one consumes it).
+    fn take(
+        &self,
+        request: LeaseRequest,
+        acked_status: String,
+    ) -> BoxFuture<'_, Result<Option<Delivery>>>;
     /// Acknowledges (or releases) a delivered message.
     fn ack(&self, command: AckCommand) -> BoxFuture<'_, Result<AckOutcome>>;
     /// Routing facts of a message, without its payload.

@@ -1062,6 +1062,29 @@ fn lease_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LeaseRow> {
     })
 }
 
+/// Whether [`lease`] would find a message: the same conditions, on a read connection.
+fn any_visible(c: &Connection, req: &LeaseRequest) -> Result<bool> {
+    let found = match &req.selector {
+        None => c
+            .prepare_cached(
+                "SELECT 1 FROM messages INDEXED BY messages_pending
+                 WHERE recipient_system = ?1 AND queue = ?2 AND visible_at <= ?3 AND acked_at IS NULL
+                 LIMIT 1",
+            )?
+            .exists(params![req.recipient_system, req.queue.code(), req.now_ms])?,
+        Some((ns, root)) => c
+            .prepare_cached(
+                "SELECT 1 FROM messages INDEXED BY messages_pending
+                 WHERE recipient_system = ?1 AND queue = ?2 AND visible_at <= ?3 AND acked_at IS NULL
+                   AND ((content_namespace = ?4 AND content_root = ?5)
+                        OR (kind_namespace = ?4 AND kind_root = ?5))
+                 LIMIT 1",
+            )?
+            .exists(params![req.recipient_system, req.queue.code(), req.now_ms, ns, root])?,
+    };
+    Ok(found)
+}
+
 fn lease(tx: &Transaction<'_>, req: &LeaseRequest, journal: bool) -> Result<Option<Delivery>> {
     let row = match &req.selector {
         None => tx
@@ -1569,7 +1592,51 @@ impl Store for SqliteStore {
 
     fn lease(&self, request: LeaseRequest) -> BoxFuture<'_, Result<Option<Delivery>>> {
         let journal = self.options.journal;
-        Box::pin(self.write(move |tx| Ok((lease(tx, &request, journal)?, false))))
+        Box::pin(async move {
+            // Most polls find their queue empty: a read connection says so without taking
+            // a turn of the single writer (and its fsync). A message committed just after
+            // the look is found by the next poll, as it would be had it come a moment later.
+            let probe = request.clone();
+            if !self.read(move |c| any_visible(c, &probe)).await? {
+                return Ok(None);
+            }
+            self.write(move |tx| Ok((lease(tx, &request, journal)?, false)))
+                .await
+        })
+    }
+
+    fn take(
+        &self,
+        request: LeaseRequest,
+        acked_status: String,
+    ) -> BoxFuture<'_, Result<Option<Delivery>>> {
+        let journal = self.options.journal;
+        Box::pin(async move {
+            let probe = request.clone();
+            if !self.read(move |c| any_visible(c, &probe)).await? {
+                return Ok(None);
+            }
+            self.write(move |tx| {
+                let Some(d) = lease(tx, &request, journal)? else {
+                    return Ok((None, false));
+                };
+                let (_, erased) = ack(
+                    tx,
+                    &AckCommand {
+                        recipient_system: request.recipient_system.clone(),
+                        global_id: d.global_id,
+                        accepted: true,
+                        receiver_registration: None,
+                        now_ms: request.now_ms,
+                        then_enqueue: Vec::new(),
+                        acked_status,
+                    },
+                    journal,
+                )?;
+                Ok((Some(d), erased))
+            })
+            .await
+        })
     }
 
     fn ack(&self, command: AckCommand) -> BoxFuture<'_, Result<AckOutcome>> {

@@ -317,24 +317,51 @@ pub struct NewAnswer {
     pub files: Vec<StagedFile>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AnswerKind {
-    Data(String),
-    Rejection {
-        code: String,
-        description: String,
-    },
-    Status {
-        code: i32,
-        description: String,
-        parameters: Vec<(String, String)>,
-    },
+/// What an answer carries: the same three forms as a delivered message's content.
+pub type AnswerKind = Content;
+
+/// Whether an answer closes its request (data or a rejection; a status does not).
+pub fn is_final(kind: &AnswerKind) -> bool {
+    !matches!(kind, Content::Status { .. })
 }
 
-impl AnswerKind {
-    pub fn is_final(&self) -> bool {
-        !matches!(self, AnswerKind::Status { .. })
-    }
+/// The columns a content is stored in: kind, data XML, code, description, parameters.
+type ContentColumns = (
+    &'static str,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn content_columns(c: &Content) -> Result<ContentColumns, StoreError> {
+    Ok(match c {
+        Content::Data(xml) => ("data", Some(xml.clone()), None, None, None),
+        Content::Rejection { code, description } => (
+            "rejection",
+            None,
+            Some(code.clone()),
+            Some(description.clone()),
+            None,
+        ),
+        Content::Status {
+            code,
+            description,
+            parameters,
+        } => {
+            let map: BTreeMap<&str, &str> = parameters
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            (
+                "status",
+                None,
+                Some(code.to_string()),
+                Some(description.clone()),
+                Some(serde_json::to_string(&map)?),
+            )
+        }
+    })
 }
 
 #[derive(Debug)]
@@ -866,29 +893,7 @@ impl Store {
                     Direction::Request => "request",
                     Direction::Response => "response",
                 };
-                let (kind, content, code, description, parameters) = match &m.content {
-                    Content::Data(xml) => ("data", Some(xml.clone()), None, None, None),
-                    Content::Rejection { code, description } => {
-                        ("rejection", None, Some(code.clone()), Some(description.clone()), None)
-                    }
-                    Content::Status {
-                        code,
-                        description,
-                        parameters,
-                    } => {
-                        let map: BTreeMap<&str, &str> = parameters
-                            .iter()
-                            .map(|(k, v)| (k.as_str(), v.as_str()))
-                            .collect();
-                        (
-                            "status",
-                            None,
-                            Some(code.to_string()),
-                            Some(description.clone()),
-                            Some(serde_json::to_string(&map)?),
-                        )
-                    }
-                };
+                let (kind, content, code, description, parameters) = content_columns(&m.content)?;
                 let registration = m.registration.as_ref().map(RegistrationView::from);
                 let late = registration.as_ref().is_some_and(|r| r.late);
                 tx.execute_cached(
@@ -1165,29 +1170,7 @@ impl Store {
                         a.files,
                     ));
                 }
-                let (kind, content, code, description, parameters) = match &a.kind {
-                    AnswerKind::Data(xml) => ("data", Some(xml.clone()), None, None, None),
-                    AnswerKind::Rejection { code, description } => {
-                        ("rejection", None, Some(code.clone()), Some(description.clone()), None)
-                    }
-                    AnswerKind::Status {
-                        code,
-                        description,
-                        parameters,
-                    } => {
-                        let map: BTreeMap<&str, &str> = parameters
-                            .iter()
-                            .map(|(k, v)| (k.as_str(), v.as_str()))
-                            .collect();
-                        (
-                            "status",
-                            None,
-                            Some(code.to_string()),
-                            Some(description.clone()),
-                            Some(serde_json::to_string(&map)?),
-                        )
-                    }
-                };
+                let (kind, content, code, description, parameters) = content_columns(&a.kind)?;
                 tx.execute_cached(
                     "INSERT INTO outbox (operation, body_sha256, message_id, created_at, content, mtom,
                         inbox_id, reply_to, answer_kind, answer_code, answer_description, answer_parameters,
@@ -1205,12 +1188,12 @@ impl Store {
                         code,
                         description,
                         parameters,
-                        a.kind.is_final()
+                        is_final(&a.kind)
                     ],
                 )?;
                 let id = tx.last_insert_rowid();
                 insert_attachments(&tx, "outbox_id", id, &a.files)?;
-                let new_state = if a.kind.is_final() {
+                let new_state = if is_final(&a.kind) {
                     "answered"
                 } else if state == "new" {
                     "dispatched"

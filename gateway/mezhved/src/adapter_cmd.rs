@@ -20,35 +20,10 @@ pub struct AdapterArgs {
 }
 
 fn init_tracing(config: &AdapterConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MEZHVED_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match config.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => tracing::info!("interrupted"),
-        () = term => tracing::info!("SIGTERM received"),
-    }
+    crate::gateway_cmd::init_stderr_tracing(
+        &config.log.level,
+        config.log.format == LogFormat::Json,
+    );
 }
 
 /// `mezhved adapter`.
@@ -84,7 +59,7 @@ pub fn adapter(args: AdapterArgs, out: &mut dyn Write) -> Result<(), String> {
             println!("mezhved adapter listening on http://{addr} (system {system})");
         }
         adapter
-            .serve(listener, shutdown_signal())
+            .serve(listener, crate::gateway_cmd::shutdown_signal())
             .await
             .map_err(|e| e.to_string())
     })

@@ -266,27 +266,6 @@ async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), String> {
     Ok((l, a))
 }
 
-async fn stop_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-}
-
 /// `mezhved demo`.
 pub fn run(args: DemoArgs, out: &mut dyn Write) -> Result<(), String> {
     if !(args.rate > 0.0 && args.rate <= 10_000.0) {
@@ -500,7 +479,7 @@ async fn run_async(
         }
     };
     tokio::select! {
-        () = stop_signal() => {}
+        () = crate::gateway_cmd::shutdown_signal() => {}
         () = deadline => {}
         () = report => {}
     }

@@ -121,18 +121,25 @@ pub fn check_config(args: ConfigArgs, out: &mut dyn Write) -> Result<(), String>
 }
 
 fn init_tracing(config: &Config) {
+    init_stderr_tracing(&config.log.level, config.log.format == LogFormat::Json);
+}
+
+/// Structured logs to stderr: `MEZHVED_LOG` or `level` as the filter, JSON lines or text.
+pub(crate) fn init_stderr_tracing(level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MEZHVED_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = match config.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
     };
 }
 
-async fn shutdown_signal() {
+/// Completes at Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

@@ -22,7 +22,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::mpsc;
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_outbox_inbox.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_outbox_inbox.sql"),
+    include_str!("../migrations/0002_link_indexes.sql"),
+];
 
 /// The status of an outbox row as the API shows it: the send's state until the gateway
 /// accepted it, then what happened next.

@@ -78,7 +78,7 @@ try:
     import xmlsec
 except Exception as e:  # xmlsec.InternalError on a libxml2 mismatch
     sys.exit(f"import lxml/xmlsec failed: {e!r}" if "mismatch" not in str(e) else 3)
-import signxml, smev_transform, zeep, pytest  # noqa: F401
+import signxml, smev_transform, zeep, pytest, prometheus_client  # noqa: F401
 a, b = lxml.etree.LIBXML_VERSION, xmlsec.get_libxml_version()
 if a != b:
     print(f"libxml2 mismatch: lxml {a}, xmlsec {b}", file=sys.stderr)

@@ -61,6 +61,10 @@ pub enum ExchangeError {
     /// Our own failure: `soap:Server`, `SMEVFailure`.
     #[error("gateway failure: {0}")]
     Internal(String),
+    /// The operator switched maintenance mode on (docs/monitoring.md): `soap:Server`,
+    /// `SMEVFailure`, answered with HTTP 503 and `Retry-After`.
+    #[error("the gateway is in maintenance mode, try again later: {0}")]
+    Maintenance(String),
 }
 
 fn first_message(v: &[ContentError]) -> &str {
@@ -255,7 +259,7 @@ impl ExchangeError {
                 })
             }
             E::EndOfLifeReached(_) => void("EndOfLifeReached"),
-            E::Internal(_) => Fault {
+            E::Internal(_) | E::Maintenance(_) => Fault {
                 code: FaultCode::Server,
                 name: "SMEVFailure",
                 string,

@@ -121,6 +121,8 @@ pub struct Exchange {
     deadline_wake: Arc<tokio::sync::Notify>,
     /// Wakes this node's push loop when a message for a push system is stored.
     push_wake: Arc<tokio::sync::Notify>,
+    /// Per-system call activity and the maintenance switch (docs/monitoring.md).
+    monitor: Arc<crate::monitoring::Monitor>,
 }
 
 fn first_child(doc: &Document, parent: NodeId, ns: &str, local: &str) -> Option<NodeId> {
@@ -134,6 +136,34 @@ fn text_of(doc: &Document, id: NodeId) -> String {
 
 fn position(doc: &Document, id: NodeId) -> usize {
     doc.element(id).map(|e| e.span().start).unwrap_or(0)
+}
+
+/// The registry's name of a SendRequest's kind of information, or `None` when its
+/// content's (namespace, root element) is no registered kind. Only registry names ever
+/// become label values, so unknown kinds cannot grow `/metrics` (docs/metrics.md).
+fn request_kind_name(doc: &Document, block: NodeId, registry: &Registry) -> Option<String> {
+    let holder = first_child(doc, block, BASIC_NS, "MessagePrimaryContent")?;
+    let content = doc.child_elements(holder).next()?;
+    let e = doc.element(content)?;
+    registry
+        .kind(doc.ns_uri(e.namespace()), e.local_name())
+        .map(|k| k.name.clone())
+}
+
+/// `mezhved_requests_total{kind, outcome}` and `mezhved_responses_total{outcome}`: messages
+/// (SendRequest, SendResponse) accepted or refused; the kind is looked up for SendRequest only.
+fn count_message(op: Operation, outcome: &'static str, kind: impl FnOnce() -> Option<String>) {
+    match op {
+        Operation::SendRequest => {
+            let kind = kind().unwrap_or_else(|| "other".to_string());
+            metrics::counter!("mezhved_requests_total", "kind" => kind, "outcome" => outcome)
+                .increment(1);
+        }
+        Operation::SendResponse => {
+            metrics::counter!("mezhved_responses_total", "outcome" => outcome).increment(1);
+        }
+        _ => {}
+    }
 }
 
 pub(crate) fn gid_string(g: &[u8; 16]) -> String {
@@ -173,6 +203,7 @@ impl Exchange {
             signatures: true,
             deadline_wake: Arc::new(tokio::sync::Notify::new()),
             push_wake: Arc::new(tokio::sync::Notify::new()),
+            monitor: Arc::new(crate::monitoring::Monitor::default()),
         })
     }
 
@@ -199,6 +230,10 @@ impl Exchange {
     pub fn push_wake(&self) -> Arc<tokio::sync::Notify> {
         self.push_wake.clone()
     }
+    /// What the monitoring reads: call activity per system, the maintenance switch.
+    pub fn monitor(&self) -> &Arc<crate::monitoring::Monitor> {
+        &self.monitor
+    }
     pub fn broker_name(&self) -> &str {
         &self.settings.broker_name
     }
@@ -215,13 +250,44 @@ impl Exchange {
 
     /// Handles one call. On error the caller answers with `error.fault()`.
     pub async fn handle(&self, call: Call) -> Result<Answer, ExchangeError> {
+        self.handle_observed(call).await.1
+    }
+
+    /// [`Exchange::handle`], also saying which operation the call was when it got that
+    /// far (`None`: the envelope was not a SMEV call), for `/metrics` (docs/metrics.md).
+    pub async fn handle_observed(
+        &self,
+        call: Call,
+    ) -> (Option<Operation>, Result<Answer, ExchangeError>) {
+        let mut op = None;
+        let result = self.handle_inner(call, &mut op).await;
+        (op, result)
+    }
+
+    async fn handle_inner(
+        &self,
+        call: Call,
+        detected: &mut Option<Operation>,
+    ) -> Result<Answer, ExchangeError> {
         // Every received part is deleted unless an accepted message took it over.
         let mut guard = FileGuard::new(call.parts.iter().map(|p| p.path.clone()).collect());
         let now = self.clock.now();
+        // Maintenance (docs/monitoring.md): refused before any work; the guard removes
+        // the files of an MTOM call.
+        if let Some(m) = self.monitor.maintenance() {
+            return Err(ExchangeError::Maintenance(m.reason));
+        }
         let doc = parse(&call.envelope, &self.settings.limits)?;
         let op = Operation::detect(&doc).map_err(|e| ExchangeError::invalid(0, e.to_string()))?;
+        *detected = Some(op);
         let registry = self.registry.get();
-        let caller = self.authenticate(&doc, op, &registry, now)?;
+        let caller = match self.authenticate(&doc, op, &registry, now) {
+            Ok(caller) => caller,
+            Err(e) => {
+                count_message(op, "rejected", || None);
+                return Err(e);
+            }
+        };
         // Instrumented, not entered: a guard held across `.await` would leak this span
         // into whatever else the thread runs meanwhile (and corrupt the span stack).
         let span = tracing::info_span!("call", operation = ?op, system = %caller.system);
@@ -230,14 +296,40 @@ impl Exchange {
             span,
         )
         .await;
+        // Monitoring (docs/monitoring.md): any Get… call is a poll; a refused
+        // SendRequest/SendResponse is a rejection (journaled as `message.rejected`).
+        {
+            use crate::monitoring::Outcome;
+            let poll = matches!(
+                op,
+                Operation::GetRequest
+                    | Operation::GetResponse
+                    | Operation::GetStatus
+                    | Operation::GetIncomingQueueStatistics
+            );
+            let outcome = match &result {
+                Ok(_) => Outcome::Ok,
+                Err(_) if matches!(op, Operation::SendRequest | Operation::SendResponse) => {
+                    Outcome::Rejected
+                }
+                Err(_) => Outcome::Fault,
+            };
+            self.monitor
+                .record(&caller.system, poll, outcome, to_ms(now));
+        }
+        let kind = || request_kind_name(&doc, caller.block, &registry);
         match result {
-            Ok((envelope, parts)) => Ok(Answer {
-                operation: op,
-                envelope,
-                parts,
-                caller_system: caller.system,
-            }),
+            Ok((envelope, parts)) => {
+                count_message(op, "accepted", kind);
+                Ok(Answer {
+                    operation: op,
+                    envelope,
+                    parts,
+                    caller_system: caller.system,
+                })
+            }
             Err(e) => {
+                count_message(op, "rejected", kind);
                 if matches!(op, Operation::SendRequest | Operation::SendResponse) {
                     self.journal_rejection(op, &doc, &caller, &e, now).await;
                 }

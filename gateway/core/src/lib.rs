@@ -19,6 +19,7 @@ pub mod exchange;
 pub mod ids;
 pub mod jobs;
 pub mod journal;
+pub mod monitoring;
 pub mod paper;
 pub mod payload;
 pub mod push;

@@ -48,6 +48,10 @@ pub struct Config {
     pub deadlines: DeadlinesConfig,
     pub jobs: JobsConfig,
     pub push: PushConfig,
+    /// `GET /metrics` (Prometheus text format; docs/metrics.md).
+    pub metrics: MetricsConfig,
+    /// Health, service health, alerts, maintenance (docs/monitoring.md).
+    pub monitoring: MonitoringConfig,
     /// Auditors: read-only access to `/api/v1/journal`, each with its own name (journaled
     /// with every query) and token.
     pub auditors: Vec<AuditorConfig>,
@@ -143,6 +147,26 @@ pub struct OperatorConfig {
     /// SHA-256 (hex) of the operator's bearer token for `/api/v1/registry`; empty: the
     /// administrative API is disabled.
     pub token_sha256: String,
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` (and record the process's metrics).
+    pub enabled: bool,
+    /// SHA-256 (hex) of the bearer token a scraper must send; empty: open (scrapers
+    /// usually sit on an internal network, and the metrics carry no message data).
+    pub token_sha256: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            token_sha256: String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -320,6 +344,167 @@ impl PushConfig {
     }
 }
 
+/// `[monitoring]`: thresholds of the service-health rules and alerts, the readiness
+/// checks' limits, and the alert webhook (docs/monitoring.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitoringConfig {
+    /// The window of error and rejection rates and answer times.
+    pub window_seconds: u64,
+    /// A system with waiting messages and no Get… call for this long is yellow / red.
+    pub poll_yellow_seconds: u64,
+    pub poll_red_seconds: u64,
+    /// The oldest waiting message's age that makes a queue yellow / red.
+    pub queue_age_yellow_seconds: u64,
+    pub queue_age_red_seconds: u64,
+    /// Faulted share of a system's calls in the window that makes it yellow / red.
+    pub error_rate_yellow: f64,
+    pub error_rate_red: f64,
+    /// Fewer calls than this in the window never colour by error rate.
+    pub error_rate_min_calls: u64,
+    /// Open overdue requests that make a system yellow / red.
+    pub overdue_yellow: u64,
+    pub overdue_red: u64,
+    /// A certificate with fewer days left is a warning (yellow, alert, degraded).
+    pub certificate_warn_days: i64,
+    /// Readiness: the probe commit's latency above which the store is degraded.
+    pub commit_latency_degraded_ms: u64,
+    /// Readiness: free space in the data directory below which it is degraded / down.
+    pub disk_free_degraded_mb: u64,
+    pub disk_free_down_mb: u64,
+    /// Readiness: how far the earliest due deadline may be past now before the timer
+    /// loop is degraded / down.
+    pub timer_lag_degraded_seconds: u64,
+    pub timer_lag_down_seconds: u64,
+    /// How often the alert rules are evaluated.
+    pub alert_interval_seconds: u64,
+    /// Where each alert transition is POSTed as JSON; empty: nowhere.
+    pub webhook_url: String,
+    /// Allow an `http://` webhook outside the loopback (otherwise https only).
+    pub webhook_allow_plain_http: bool,
+    /// Attempts per transition (waits double from `webhook_retry_base_ms`).
+    pub webhook_max_attempts: u32,
+    pub webhook_retry_base_ms: u64,
+    pub webhook_timeout_seconds: u64,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        MonitoringConfig {
+            window_seconds: 900,
+            poll_yellow_seconds: 300,
+            poll_red_seconds: 900,
+            queue_age_yellow_seconds: 600,
+            queue_age_red_seconds: 3600,
+            error_rate_yellow: 0.05,
+            error_rate_red: 0.25,
+            error_rate_min_calls: 10,
+            overdue_yellow: 1,
+            overdue_red: 10,
+            certificate_warn_days: 30,
+            commit_latency_degraded_ms: 500,
+            disk_free_degraded_mb: 1024,
+            disk_free_down_mb: 100,
+            timer_lag_degraded_seconds: 60,
+            timer_lag_down_seconds: 600,
+            alert_interval_seconds: 30,
+            webhook_url: String::new(),
+            webhook_allow_plain_http: false,
+            webhook_max_attempts: 5,
+            webhook_retry_base_ms: 2000,
+            webhook_timeout_seconds: 10,
+        }
+    }
+}
+
+impl MonitoringConfig {
+    /// The rules' thresholds.
+    pub fn thresholds(&self) -> mezhved_core::monitoring::Thresholds {
+        let ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        mezhved_core::monitoring::Thresholds {
+            poll_yellow_ms: ms(self.poll_yellow_seconds),
+            poll_red_ms: ms(self.poll_red_seconds),
+            queue_age_yellow_ms: ms(self.queue_age_yellow_seconds),
+            queue_age_red_ms: ms(self.queue_age_red_seconds),
+            error_rate_yellow: self.error_rate_yellow,
+            error_rate_red: self.error_rate_red,
+            error_rate_min_calls: self.error_rate_min_calls,
+            overdue_yellow: self.overdue_yellow,
+            overdue_red: self.overdue_red,
+            certificate_warn_days: self.certificate_warn_days,
+        }
+    }
+
+    fn problems(&self, problems: &mut Vec<String>) {
+        let mut pair = |yellow: &str, red: &str, low: u64, high: u64| {
+            if low == 0 || high < low {
+                problems.push(format!(
+                    "monitoring.{yellow} must be positive and at most monitoring.{red}"
+                ));
+            }
+        };
+        pair(
+            "poll_yellow_seconds",
+            "poll_red_seconds",
+            self.poll_yellow_seconds,
+            self.poll_red_seconds,
+        );
+        pair(
+            "queue_age_yellow_seconds",
+            "queue_age_red_seconds",
+            self.queue_age_yellow_seconds,
+            self.queue_age_red_seconds,
+        );
+        pair(
+            "overdue_yellow",
+            "overdue_red",
+            self.overdue_yellow,
+            self.overdue_red,
+        );
+        if !(self.error_rate_yellow > 0.0
+            && self.error_rate_yellow <= self.error_rate_red
+            && self.error_rate_red <= 1.0)
+        {
+            problems.push(
+                "monitoring.error_rate_yellow and error_rate_red: 0 < yellow ≤ red ≤ 1".into(),
+            );
+        }
+        if !(60..=7 * 86_400).contains(&self.window_seconds) {
+            problems.push("monitoring.window_seconds must be 60 to 604800".into());
+        }
+        if !(1..=3650).contains(&self.certificate_warn_days) {
+            problems.push("monitoring.certificate_warn_days must be 1 to 3650".into());
+        }
+        if self.disk_free_down_mb > self.disk_free_degraded_mb {
+            problems.push(
+                "monitoring.disk_free_down_mb must be at most monitoring.disk_free_degraded_mb"
+                    .into(),
+            );
+        }
+        if self.timer_lag_degraded_seconds == 0
+            || self.timer_lag_down_seconds < self.timer_lag_degraded_seconds
+        {
+            problems.push("monitoring.timer_lag_degraded_seconds must be positive and at most monitoring.timer_lag_down_seconds".into());
+        }
+        if !(1..=86_400).contains(&self.alert_interval_seconds) {
+            problems.push("monitoring.alert_interval_seconds must be 1 to 86400".into());
+        }
+        if !(1..=20).contains(&self.webhook_max_attempts) {
+            problems.push("monitoring.webhook_max_attempts must be 1 to 20".into());
+        }
+        if !(1..=300).contains(&self.webhook_timeout_seconds) {
+            problems.push("monitoring.webhook_timeout_seconds must be 1 to 300".into());
+        }
+        if !self.webhook_url.is_empty() {
+            if let Err(e) =
+                crate::alerts::check_webhook_url(&self.webhook_url, self.webhook_allow_plain_http)
+            {
+                problems.push(format!("monitoring.webhook_url: {e}"));
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditorConfig {
@@ -346,6 +531,8 @@ impl Default for Config {
             deadlines: DeadlinesConfig::default(),
             jobs: JobsConfig::default(),
             push: PushConfig::default(),
+            metrics: MetricsConfig::default(),
+            monitoring: MonitoringConfig::default(),
             auditors: Vec::new(),
         }
     }
@@ -720,10 +907,18 @@ impl Config {
             problems.push("limits: max_attachments > 0, max_xml_depth ≥ 16, max_xml_elements ≥ 1000, max_attributes_per_element ≥ 8".into());
         }
         self.push.problems(&mut problems);
+        self.monitoring.problems(&mut problems);
         let t = &self.operator.token_sha256;
         if !t.is_empty() && (t.len() != 64 || !t.bytes().all(|b| b.is_ascii_hexdigit())) {
             problems.push(
                 "operator.token_sha256 must be 64 hex digits (the SHA-256 of the token)".into(),
+            );
+        }
+        let t = &self.metrics.token_sha256;
+        if !t.is_empty() && (t.len() != 64 || !t.bytes().all(|b| b.is_ascii_hexdigit())) {
+            problems.push(
+                "metrics.token_sha256 must be empty or 64 hex digits (the SHA-256 of the token)"
+                    .into(),
             );
         }
         if problems.is_empty() {
@@ -900,5 +1095,58 @@ mod tests {
         ] {
             assert!(e.contains(want), "{want}: {e}");
         }
+    }
+
+    #[test]
+    fn metrics_section_defaults_and_a_bad_token_hash_is_named() {
+        let d = MetricsConfig::default();
+        assert!(d.enabled);
+        assert!(d.token_sha256.is_empty(), "open by default");
+        let c = Config {
+            metrics: MetricsConfig {
+                enabled: true,
+                token_sha256: "not-hex".into(),
+            },
+            ..Config::default()
+        };
+        let e = c.validate().expect_err("invalid").to_string();
+        assert!(e.contains("metrics.token_sha256"), "{e}");
+    }
+
+    #[test]
+    fn monitoring_section_defaults_and_problems_name_their_keys() {
+        let dir = std::env::temp_dir();
+        let mut c = Config {
+            data_dir: dir.clone(),
+            ..Config::default()
+        };
+        let keys = |c: &Config| match c.validate() {
+            Err(ConfigError::Invalid(p)) => p
+                .into_iter()
+                .filter(|p| p.starts_with("monitoring."))
+                .collect::<Vec<_>>(),
+            _ => Vec::new(),
+        };
+        assert!(keys(&c).is_empty(), "{:?}", keys(&c));
+        assert_eq!(c.monitoring.thresholds().poll_red_ms, 900_000);
+        c.monitoring.poll_yellow_seconds = 1000;
+        c.monitoring.error_rate_red = 1.5;
+        c.monitoring.disk_free_down_mb = 5000;
+        c.monitoring.webhook_url = "http://alerts.example/hook".into();
+        let p = keys(&c).join("; ");
+        for want in [
+            "monitoring.poll_yellow_seconds must be positive and at most monitoring.poll_red_seconds",
+            "monitoring.error_rate_yellow",
+            "monitoring.disk_free_down_mb",
+            "monitoring.webhook_url: http:// only on the loopback",
+        ] {
+            assert!(p.contains(want), "{want}: {p}");
+        }
+        c.monitoring = MonitoringConfig {
+            webhook_url: "http://alerts.example/hook".into(),
+            webhook_allow_plain_http: true,
+            ..MonitoringConfig::default()
+        };
+        assert!(keys(&c).is_empty(), "{:?}", keys(&c));
     }
 }

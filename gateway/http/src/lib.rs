@@ -7,9 +7,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod config;
 pub mod jobs;
 pub mod journal_api;
+pub mod metrics;
+pub mod monitoring_api;
 pub mod push;
 pub mod report_api;
 pub mod rest;

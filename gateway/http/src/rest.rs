@@ -122,18 +122,6 @@ impl From<RegistryError> for Problem {
     }
 }
 
-/// `GET /health`: the process answers and its store reads.
-pub async fn health(State(state): State<Arc<AppState>>) -> Response {
-    match state.store.registry_version().await {
-        Ok(v) => Json(json!({ "status": "ok", "registry_version": v })).into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "store": e.to_string() })),
-        )
-            .into_response(),
-    }
-}
-
 /// The bearer token of a request, if it carries one.
 pub(crate) fn bearer_token(request: &Request) -> Option<&str> {
     request
@@ -191,7 +179,7 @@ fn operator_allowed(state: &AppState, request: &Request) -> Result<(), Problem> 
     }
 }
 
-async fn require_operator(
+pub(crate) async fn require_operator(
     State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,

@@ -157,6 +157,10 @@ impl Gateway {
         store_options: SqliteOptions,
     ) -> Result<Gateway, ServerError> {
         config.validate()?;
+        if config.metrics.enabled {
+            // Before anything records (the store's writer does from its first commit).
+            crate::metrics::install();
+        }
         // GOST certificates and keys parse only once the engine is loaded; an
         // installation without the engine still serves RSA and ECDSA.
         if let Err(e) = mezhved_dsig::gost::ensure_loaded() {
@@ -239,7 +243,7 @@ impl Gateway {
         )
         .await?;
         let config_segment_node = (config.segment, config.node);
-        Ok(Gateway {
+        let gateway = Gateway {
             state: Arc::new(AppState {
                 config,
                 exchange: Arc::new(exchange),
@@ -257,7 +261,10 @@ impl Gateway {
             }),
             sqlite,
             push_transport,
-        })
+        };
+        // The operator's maintenance switch survives restarts (docs/monitoring.md).
+        crate::monitoring_api::load_maintenance(&gateway.state).await?;
+        Ok(gateway)
     }
 
     /// The same gateway with signature checks and signing switched off, for the
@@ -306,6 +313,8 @@ impl Gateway {
             }
         });
         let scheduler = crate::jobs::start(self.state.clone()).await?;
+        // Alert rules, evaluated periodically (docs/monitoring.md).
+        let alerts = crate::alerts::start(self.state.clone());
         // This node's deadline timer; its name in leases is unique per process.
         let (timer_stop, timer_stopped) = tokio::sync::oneshot::channel::<()>();
         let timer = DeadlineRunner::new(
@@ -353,6 +362,11 @@ impl Gateway {
             }
         }
         reloader.abort();
+        alerts.abort();
+        // The systems' last poll times outlive this process (docs/monitoring.md).
+        if let Err(e) = crate::monitoring_api::flush_activity(&self.state).await {
+            tracing::warn!(error = %e, "could not save the systems' last poll times");
+        }
         let _ = timer_stop.send(());
         let _ = timer.await;
         // (Already told to stop unless the server ended by itself.) Its attempts in flight
@@ -379,15 +393,33 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/smev/v1.1", post(soap::endpoint).get(schemas::wsdl))
         .route("/schemas/{*path}", get(schemas::schema))
-        .route("/health", get(rest::health))
+        .merge(crate::monitoring_api::health_router())
+        .merge(metrics_router(&state))
         .nest("/api/v1/registry", rest::registry_router(state.clone()))
         .nest("/api/v1/paper", rest::paper_router(state.clone()))
+        .nest(
+            "/api/v1/monitoring",
+            crate::monitoring_api::monitoring_router(state.clone()),
+        )
+        .nest(
+            "/api/v1/maintenance",
+            crate::monitoring_api::maintenance_router(state.clone()),
+        )
         .nest(
             "/api/v1/journal",
             journal_api::journal_router(state.clone()),
         )
         .nest("/api/v1/reports", report_api::report_router(state.clone()))
         .with_state(state)
+}
+
+/// `GET /metrics` when `[metrics] enabled` (docs/metrics.md).
+fn metrics_router(state: &AppState) -> Router<Arc<AppState>> {
+    if state.config.metrics.enabled {
+        Router::new().route("/metrics", get(crate::metrics::endpoint))
+    } else {
+        Router::new()
+    }
 }
 
 /// Runs the gateway: the library side of `mezhved serve`.

@@ -36,12 +36,24 @@ pub(crate) fn mtom_parts(parts: Vec<OutgoingFile>) -> Vec<OutgoingPart> {
 fn fault_response(e: &ExchangeError) -> Response {
     let fault = e.fault();
     tracing::info!(fault = fault.name, reason = %fault.string, "call refused");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
+    // Maintenance (docs/monitoring.md): the same SMEVFailure fault, but as 503 with a
+    // Retry-After so clients and load balancers back off instead of failing over.
+    let status = if matches!(e, ExchangeError::Maintenance(_)) {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    let mut r = (
+        status,
         [(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_XML))],
         fault.envelope(),
     )
-        .into_response()
+        .into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("300"));
+    }
+    r
 }
 
 fn mime_error(e: MimeError) -> ExchangeError {
@@ -157,19 +169,39 @@ pub async fn endpoint(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // Latency for /metrics: the real monotonic clock, observation only (no decision
+    // depends on it), from the request's arrival to the answer's head.
+    #[allow(clippy::disallowed_methods)]
+    let started = std::time::Instant::now();
+    let observe = |op, fault: Option<&str>| {
+        if state.config.metrics.enabled {
+            crate::metrics::record_call(op, fault, started.elapsed());
+        }
+    };
     let call = match read_call(&state, &headers, body).await {
         Ok(call) => call,
-        Err(e) => return fault_response(&e),
+        Err(e) => {
+            observe(None, Some(e.fault().name));
+            return fault_response(&e);
+        }
     };
     // The exchange runs in its own task: a client that hangs up must not cancel a call
     // halfway between the store's commit and the bookkeeping after it.
     let exchange = state.exchange.clone();
-    let result = tokio::spawn(async move { exchange.handle(call).await }).await;
+    let result = tokio::spawn(async move { exchange.handle_observed(call).await }).await;
     match result {
-        Ok(Ok(answer)) => answer_response(answer),
-        Ok(Err(e)) => fault_response(&e),
-        Err(e) => fault_response(&ExchangeError::Internal(format!(
-            "the call's task failed: {e}"
-        ))),
+        Ok((op, Ok(answer))) => {
+            observe(op, None);
+            answer_response(answer)
+        }
+        Ok((op, Err(e))) => {
+            observe(op, Some(e.fault().name));
+            fault_response(&e)
+        }
+        Err(e) => {
+            let e = ExchangeError::Internal(format!("the call's task failed: {e}"));
+            observe(None, Some(e.fault().name));
+            fault_response(&e)
+        }
     }
 }

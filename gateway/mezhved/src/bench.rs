@@ -92,6 +92,7 @@ const TARGET_P99_MS: f64 = 5.0;
 const TARGET_MTOM_RSS_MB: f64 = 64.0;
 const TARGET_QUEUED_RSS_MB: f64 = 500.0;
 const TARGET_ADAPTERS_VS_DIRECT: f64 = 0.50;
+const TARGET_MONITORING_VS_WITHOUT: f64 = 0.95;
 /// "Flat": the growth stays within SQLite's page cache and allocator slack.
 const TARGET_ADAPTER_OUTBOX_GROWTH_MB: f64 = 16.0;
 
@@ -119,6 +120,9 @@ pub enum Part {
     /// Exchanges end to end through two adapters vs. direct calls, and an adapter's
     /// memory with 10⁵ queued outgoing messages.
     Adapters,
+    /// Exchange throughput with `/metrics` and the operator's monitoring API polled every
+    /// second vs. without, on the same gateway (issue 8).
+    Monitoring,
 }
 
 /// How `queued` fills the backlog.
@@ -292,6 +296,7 @@ impl Plan {
                 Part::Journal,
                 Part::Deadlines,
                 Part::Adapters,
+                Part::Monitoring,
             ]
         } else {
             a.only.clone()
@@ -764,6 +769,9 @@ impl Env {
         c.registry.file = self.plan.repo.join("deploy/sample/registry.toml");
         c.server.listen = "127.0.0.1:0".into();
         c.server.shutdown_grace_seconds = 5;
+        // The monitoring part polls the operator's API with it.
+        c.operator.token_sha256 =
+            hex::encode(sha2::Sha256::digest(BENCH_OPERATOR_TOKEN.as_bytes()));
         c
     }
 
@@ -3301,6 +3309,173 @@ fn deadlines_fire(env: &Env, dir: &Path, n: u64) -> Result<Value, String> {
     }))
 }
 
+const BENCH_OPERATOR_TOKEN: &str = "mezhved-bench-operator-token";
+
+/// What the pollers of the monitoring part saw.
+#[derive(Debug, Default)]
+struct PollStats {
+    polls: u64,
+    errors: u64,
+    first_error: Option<String>,
+    micros: Vec<u32>,
+    bytes: u64,
+}
+
+/// GETs each of `paths` on `base` once a second until `stop` (a dashboard and a
+/// Prometheus scraper).
+async fn poll_monitoring(
+    base: String,
+    paths: Vec<&'static str>,
+    stop: Arc<AtomicBool>,
+) -> PollStats {
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let mut stats = PollStats::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        for path in &paths {
+            let uri = format!("{base}{path}");
+            let request = hyper::Request::get(&uri)
+                .header(
+                    hyper::header::AUTHORIZATION,
+                    format!("Bearer {BENCH_OPERATOR_TOKEN}"),
+                )
+                .body(http_body_util::Empty::<Bytes>::new());
+            let t0 = mono();
+            let result = match request {
+                Ok(r) => match http.request(r).await {
+                    Ok(response) if response.status().is_success() => response
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes().len() as u64)
+                        .map_err(|e| e.to_string()),
+                    Ok(response) => Err(format!("{uri}: HTTP {}", response.status())),
+                    Err(e) => Err(format!("{uri}: {e}")),
+                },
+                Err(e) => Err(e.to_string()),
+            };
+            stats.polls += 1;
+            match result {
+                Ok(n) => {
+                    stats.bytes += n;
+                    stats
+                        .micros
+                        .push((mono() - t0).as_micros().min(u32::MAX as u128) as u32);
+                }
+                Err(e) => {
+                    stats.errors += 1;
+                    stats.first_error.get_or_insert(e);
+                }
+            }
+        }
+    }
+    stats
+}
+
+/// Monitoring's cost to the exchange (issue 8): the signed closed-loop load on one
+/// gateway, alternately with and without a poller that GETs `/metrics` and
+/// `/api/v1/monitoring/systems` every second.
+fn phase_monitoring(env: &Env, out: &mut dyn Write) -> Result<Value, String> {
+    let p = &env.plan;
+    let pairs = if p.quick { 1 } else { 2 };
+    let host = Host::start(env, true, "monitoring")?;
+    let paths = vec!["/metrics", "/api/v1/monitoring/systems"];
+    let mut runs = Vec::new();
+    let mut ratios = Vec::new();
+    let mut pair_values = Vec::new();
+    for pair in 0..pairs {
+        // Off then on, then on then off: a drift (the database growing) cancels out.
+        let order = if pair % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        let mut rates = [0.0f64; 2];
+        for polled in order {
+            let stop = Arc::new(AtomicBool::new(false));
+            let poller = polled.then(|| {
+                env.load.spawn(poll_monitoring(
+                    host.base.clone(),
+                    paths.clone(),
+                    stop.clone(),
+                ))
+            });
+            let mut r = run_exchange_load(env, &host.endpoint, true)?;
+            stop.store(true, Ordering::Relaxed);
+            let mut v = r.json(None);
+            if let Some(poller) = poller {
+                let mut s = env
+                    .load
+                    .block_on(poller)
+                    .map_err(|e| format!("the monitoring poller failed: {e}"))?;
+                v["polls"] = json!({
+                    "paths": paths,
+                    "polls": s.polls,
+                    "errors": s.errors,
+                    "first_error": s.first_error,
+                    "mean_bytes": if s.polls > s.errors { Value::from(s.bytes / (s.polls - s.errors)) } else { Value::Null },
+                    "latency": summary(&mut s.micros),
+                });
+            }
+            v["polled"] = Value::from(polled);
+            v["pair"] = Value::from(pair + 1);
+            rates[usize::from(polled)] = v["exchanges_per_s"].as_f64().unwrap_or(0.0);
+            runs.push(v);
+        }
+        let ratio = (rates[0] > 0.0).then(|| rates[1] / rates[0]);
+        ratios.extend(ratio);
+        let _ = writeln!(
+            out,
+            "monitoring, pair {} ({}): {:.1} exchanges/s unpolled, {:.1} with /metrics and /api/v1/monitoring/systems polled every second: ratio {}",
+            pair + 1,
+            if order[0] { "polled first" } else { "unpolled first" },
+            rates[0],
+            rates[1],
+            ratio.map_or("–".into(), |r| format!("{r:.3}"))
+        );
+        let _ = out.flush();
+        pair_values.push(json!({
+            "unpolled_exchanges_per_s": round1(rates[0]),
+            "polled_exchanges_per_s": round1(rates[1]),
+            "ratio": ratio.map(round3),
+        }));
+    }
+    host.stop()?;
+    let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    let ratio_mean = mean(&ratios);
+    let cpu_of = |polled: bool| -> Vec<f64> {
+        runs.iter()
+            .filter(|r| r["polled"].as_bool() == Some(polled))
+            .filter_map(|r| r["cpu_us_per_exchange"]["total"].as_f64())
+            .collect()
+    };
+    let (cpu_off, cpu_on) = (mean(&cpu_of(false)), mean(&cpu_of(true)));
+    // The ratio if the gateway were CPU-bound: less sensitive than the rates to what other
+    // processes on the machine do meanwhile.
+    let cpu_ratio = match (cpu_off, cpu_on) {
+        (Some(off), Some(on)) if on > 0.0 => Some(off / on),
+        _ => None,
+    };
+    let _ = writeln!(
+        out,
+        "monitoring: mean ratio {}; CPU µs per exchange {} unpolled / {} polled (ratio {})",
+        ratio_mean.map_or("–".into(), |r| format!("{r:.3}")),
+        cpu_off.map_or("–".into(), |c| format!("{c:.0}")),
+        cpu_on.map_or("–".into(), |c| format!("{c:.0}")),
+        cpu_ratio.map_or("–".into(), |r| format!("{r:.3}"))
+    );
+    Ok(json!({
+        "pairs": pair_values,
+        "ratio_mean": ratio_mean.map(round3),
+        "cpu_ratio": cpu_ratio.map(round3),
+        "cpu_us_per_exchange": { "unpolled": cpu_off.map(round1), "polled": cpu_on.map(round1) },
+        "runs": runs,
+    }))
+}
+
 fn phase_deadlines(env: &Env, out: &mut dyn Write) -> Result<Value, String> {
     let p = &env.plan;
     let _ = writeln!(
@@ -3812,6 +3987,11 @@ pub fn run(args: BenchArgs, out: &mut dyn Write) -> Result<(), String> {
         report.insert("adapters".into(), v);
     }
 
+    if plan.runs(Part::Monitoring) {
+        let v = phase_monitoring(&env, out)?;
+        report.insert("monitoring".into(), v);
+    }
+
     let r = Value::Object(report.clone());
     let bound = f(&r, &["crypto", "bound_exchanges_per_s"]);
     let signed = f(&r, &["exchange_signed", "exchanges_per_s"]);
@@ -3969,6 +4149,15 @@ pub fn run(args: BenchArgs, out: &mut dyn Write) -> Result<(), String> {
             TARGET_ADAPTER_OUTBOX_GROWTH_MB,
             false,
             "adapters.outbox.rss_growth_mb: VmRSS with adapters.outbox.queued requests queued minus with 10³ (the gateway unreachable)",
+        ),
+        target(
+            "monitoring_overhead",
+            "exchange throughput with /metrics scraped and the monitoring API polled every second ≥ 95 % of that without",
+            f(&r, &["monitoring", "ratio_mean"]),
+            "ratio",
+            TARGET_MONITORING_VS_WITHOUT,
+            true,
+            "monitoring.ratio_mean: mean over monitoring.pairs (same gateway, alternating order) of polled / unpolled exchanges/s",
         ),
     ];
     let _ = writeln!(out, "targets:");

@@ -262,6 +262,20 @@ fn quick_bench_reports_every_figure_and_target() {
         number(&v, &["adapters", "outbox", "submitted"])
     );
 
+    // Monitoring: the same gateway with and without the pollers; every poll answered.
+    number(&v, &["monitoring", "ratio_mean"]);
+    let runs = at(&v, &["monitoring", "runs"])
+        .as_array()
+        .expect("monitoring runs");
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    for run in runs {
+        number(run, &["exchanges_per_s"]);
+        if run["polled"] == Value::Bool(true) {
+            assert!(number(run, &["polls", "polls"]) >= 2.0, "{run}");
+            assert_eq!(number(run, &["polls", "errors"]), 0.0, "{run}");
+        }
+    }
+
     let targets = at(&v, &["targets"]).as_array().expect("targets");
     let names: Vec<&str> = targets
         .iter()
@@ -285,6 +299,7 @@ fn quick_bench_reports_every_figure_and_target() {
             "deadlines_firing_reminder",
             "adapters_vs_direct",
             "adapter_outbox_memory",
+            "monitoring_overhead",
         ]
     );
     for t in targets {

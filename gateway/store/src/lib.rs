@@ -193,4 +193,67 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes the queue rows of messages acknowledged or expired before `before_ms` (their
     /// payload is already gone; cards and journal stay); returns how many.
     fn purge_finished_messages(&self, before_ms: i64, limit: usize) -> BoxFuture<'_, Result<u64>>;
+
+    // --- operator monitoring (docs/monitoring.md) ---
+
+    /// Rewrites the one probe row through the writer (the readiness check's proof that the
+    /// store commits).
+    fn health_probe(&self, now_ms: i64) -> BoxFuture<'_, Result<()>>;
+    /// A durable operator setting (e.g. `maintenance`), as stored.
+    fn setting(&self, key: String) -> BoxFuture<'_, Result<Option<String>>>;
+    /// Stores a setting and journals its change in one transaction.
+    fn put_setting(&self, key: String, value: String, event: NewEvent)
+        -> BoxFuture<'_, Result<()>>;
+    /// Queue depths and ages per (recipient, kind), open overdue counts, and the answer
+    /// times of requests closed since `since_ms` (at most `max_answers`, newest first).
+    fn monitoring_snapshot(
+        &self,
+        since_ms: i64,
+        max_answers: usize,
+    ) -> BoxFuture<'_, Result<MonitoringSnapshot>>;
+    /// Keeps the later of the stored and the given last poll / last success per system.
+    fn save_activity(&self, activity: Vec<SystemActivity>) -> BoxFuture<'_, Result<()>>;
+    /// Open overdue requests, earliest overdue first.
+    fn overdue_requests(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OverdueRequest>>>;
+    /// The alerts open now.
+    fn active_alerts(&self) -> BoxFuture<'_, Result<Vec<ActiveAlert>>>;
+    /// Opens an alert and journals `event`, unless one is open for its (rule, subject);
+    /// returns whether it opened.
+    fn open_alert(&self, alert: ActiveAlert, event: NewEvent) -> BoxFuture<'_, Result<bool>>;
+    /// Resolves the open alert of (rule, subject) and journals `event`; returns whether
+    /// one was open.
+    fn resolve_alert(
+        &self,
+        rule: String,
+        subject: String,
+        event: NewEvent,
+    ) -> BoxFuture<'_, Result<bool>>;
+
+    /// What `/metrics` reports about this store at scrape time (docs/metrics.md): pending
+    /// messages per (recipient, queue) from the trigger-kept counters, the oldest pending
+    /// message of each, requests open past their reply deadline (overdue fired, no final
+    /// answer), the journal's size and the latest checkpoint's time. Reads only; its cost
+    /// grows with the backlog and the overdue count, never with the history.
+    fn metrics_snapshot(&self) -> BoxFuture<'_, Result<MetricsSnapshot>>;
+}
+
+/// A pending queue as `/metrics` sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub recipient_system: String,
+    pub queue: Queue,
+    pub pending: u64,
+    /// When its oldest pending message was received (ms, UTC).
+    pub oldest_received_at_ms: Option<i64>,
+}
+
+/// [`Store::metrics_snapshot`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    pub queues: Vec<QueueDepth>,
+    /// Requests whose overdue deadline fired and that no final answer closed.
+    pub overdue: u64,
+    pub journal_size: u64,
+    /// The latest signed checkpoint's time (ms, UTC).
+    pub latest_checkpoint_ms: Option<i64>,
 }

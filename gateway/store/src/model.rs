@@ -515,3 +515,78 @@ pub struct CardFilter {
     /// At most this many (the store caps it at 1000).
     pub limit: Option<u32>,
 }
+
+// --- operator monitoring (docs/monitoring.md) ---
+
+/// Pending messages for one recipient and kind of information, and the oldest one's age.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueAge {
+    pub recipient_system: String,
+    pub kind_namespace: String,
+    pub kind_root: String,
+    pub pending: u64,
+    /// When the oldest pending message was received (ms).
+    pub oldest_received_at_ms: Option<i64>,
+}
+
+/// Open overdue requests for one provider and kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverdueCount {
+    pub recipient_system: String,
+    pub kind_namespace: String,
+    pub kind_root: String,
+    pub overdue: u64,
+}
+
+/// A request closed by its final answer: how long the provider took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerTime {
+    pub recipient_system: String,
+    pub kind_namespace: String,
+    pub kind_root: String,
+    /// Request received → final answer, ms.
+    pub millis: i64,
+}
+
+/// A system's last poll and last successful call (ms), as flushed from memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemActivity {
+    pub system: String,
+    pub last_poll_at_ms: Option<i64>,
+    pub last_success_at_ms: Option<i64>,
+}
+
+/// What the monitoring reads from the store in one go (cheap: partial indexes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitoringSnapshot {
+    /// Every system's flushed activity.
+    pub activity: Vec<SystemActivity>,
+    pub queues: Vec<QueueAge>,
+    pub overdue: Vec<OverdueCount>,
+    /// Requests closed since the window's start (at most a bounded number, newest first).
+    pub answer_times: Vec<AnswerTime>,
+}
+
+/// An open overdue request (metadata only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverdueRequest {
+    pub global_id: String,
+    pub sender_system: String,
+    pub recipient_system: String,
+    pub kind_namespace: String,
+    pub kind_root: String,
+    pub received_at_ms: i64,
+    pub due_at_ms: Option<i64>,
+    pub overdue_at_ms: i64,
+}
+
+/// An alert open now (one per rule and subject).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveAlert {
+    pub rule: String,
+    pub subject: String,
+    pub opened_at_ms: i64,
+    /// The measured value when it opened, as text.
+    pub value: String,
+    pub detail: String,
+}

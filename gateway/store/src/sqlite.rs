@@ -35,6 +35,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (3, include_str!("../migrations/0003_journal.sql")),
     (4, include_str!("../migrations/0004_deadlines.sql")),
     (5, include_str!("../migrations/0005_push.sql")),
+    (6, include_str!("../migrations/0006_monitoring.sql")),
 ];
 
 impl From<rusqlite::Error> for StoreError {
@@ -259,6 +260,24 @@ impl Drop for SqliteStore {
     }
 }
 
+/// The push loop's failure classes (`PushFailure::class` in mezhved-core), the only
+/// values of the `class` label of `mezhved_push_failures_total`.
+const PUSH_FAILURE_CLASSES: &[&str] = &[
+    "url",
+    "connect",
+    "tls",
+    "timeout",
+    "protocol",
+    "reply_too_large",
+    "internal",
+    "status",
+    "fault",
+    "invalid_ack",
+    "wrong_signer",
+    "wrong_message",
+    "refused",
+];
+
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, erase_interval: Duration) {
     let mut erase_pending = false;
     // Wall-clock pacing of WAL truncation only; no decision about messages depends on it.
@@ -285,7 +304,14 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, erase_interval: Du
                     Err(_) => break,
                 }
             }
+            // Metrics (docs/metrics.md): how long one group commit holds the writer, BEGIN
+            // to COMMIT's fsync, and how many commands shared it. Wall clock, observation only.
+            metrics::histogram!("mezhved_store_batch_size").record(batch.len() as f64);
+            #[allow(clippy::disallowed_methods)]
+            let started = std::time::Instant::now();
             erase_pending |= run_batch(&mut conn, batch);
+            metrics::histogram!("mezhved_store_commit_seconds")
+                .record(started.elapsed().as_secs_f64());
         }
         #[allow(clippy::disallowed_methods)]
         let now = std::time::Instant::now();
@@ -1752,6 +1778,50 @@ impl Store for SqliteStore {
         Box::pin(self.read(crate::journal::latest_checkpoint))
     }
 
+    fn metrics_snapshot(&self) -> BoxFuture<'_, Result<crate::MetricsSnapshot>> {
+        Box::pin(self.read(move |c| {
+            let mut queues = Vec::new();
+            // The counters are a handful of rows per system; the oldest message of each
+            // queue is found in the pending-only queue index (as large as the backlog).
+            let mut st = c.prepare_cached(
+                "SELECT recipient_system, queue, sum(pending) FROM queue_counters
+                 WHERE pending > 0 GROUP BY recipient_system, queue
+                 ORDER BY recipient_system, queue",
+            )?;
+            let rows: Vec<(String, i64, i64)> = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<std::result::Result<_, _>>()?;
+            let mut oldest = c.prepare_cached(
+                "SELECT min(received_at) FROM messages INDEXED BY messages_pending
+                 WHERE recipient_system = ?1 AND queue = ?2 AND acked_at IS NULL",
+            )?;
+            for (system, q, pending) in rows {
+                let at: Option<i64> = oldest.query_row(params![system, q], |r| r.get(0))?;
+                queues.push(crate::QueueDepth {
+                    recipient_system: system,
+                    queue: queue_of(q)?,
+                    pending: pending.max(0) as u64,
+                    oldest_received_at_ms: at,
+                });
+            }
+            // Open past due: the overdue deadline fired and no final answer closed the
+            // card. The partial index of migration 0006 holds exactly these cards, so the
+            // count costs as much as there are overdue requests, not the history.
+            let overdue: i64 = c
+                .prepare_cached(
+                    "SELECT count(*) FROM cards
+                     WHERE overdue_at IS NOT NULL AND closed_at IS NULL",
+                )?
+                .query_row([], |r| r.get(0))?;
+            Ok(crate::MetricsSnapshot {
+                queues,
+                overdue: overdue.max(0) as u64,
+                journal_size: crate::journal::size(c)?,
+                latest_checkpoint_ms: crate::journal::latest_checkpoint(c)?.map(|k| k.made_at_ms),
+            })
+        }))
+    }
+
     fn query_cards(&self, filter: CardFilter) -> BoxFuture<'_, Result<Vec<Card>>> {
         Box::pin(self.read(move |c| {
             let ids = crate::journal::query_cards(c, &filter)?;
@@ -1800,21 +1870,44 @@ impl Store for SqliteStore {
         firings: Vec<DeadlineFiring>,
     ) -> BoxFuture<'_, Result<Vec<FireOutcome>>> {
         let journal = self.options.journal;
-        Box::pin(self.write(move |tx| {
-            let mut erased = false;
-            let mut out = Vec::with_capacity(firings.len());
-            for f in &firings {
-                let (outcome, e) = fire_deadline(tx, f, journal)?;
-                erased |= e;
-                out.push(outcome);
+        let kinds: Vec<DeadlineKind> = firings.iter().map(|f| f.kind).collect();
+        Box::pin(async move {
+            let out = self
+                .write(move |tx| {
+                    let mut erased = false;
+                    let mut out = Vec::with_capacity(firings.len());
+                    for f in &firings {
+                        let (outcome, e) = fire_deadline(tx, f, journal)?;
+                        erased |= e;
+                        out.push(outcome);
+                    }
+                    Ok((out, erased))
+                })
+                .await?;
+            // Counted once committed, and only those this node fired (docs/metrics.md).
+            for (kind, outcome) in kinds.iter().zip(&out) {
+                if matches!(outcome, FireOutcome::Fired { .. }) {
+                    metrics::counter!("mezhved_deadline_firings_total", "kind" => kind.name())
+                        .increment(1);
+                }
             }
-            Ok((out, erased))
-        }))
+            Ok(out)
+        })
     }
 
     fn claim_push(&self, claim: PushClaim) -> BoxFuture<'_, Result<PushClaimed>> {
         let journal = self.options.journal;
-        Box::pin(self.write(move |tx| Ok((claim_push(tx, &claim, journal)?, false))))
+        Box::pin(async move {
+            let claimed = self
+                .write(move |tx| Ok((claim_push(tx, &claim, journal)?, false)))
+                .await?;
+            // Each leased delivery is one POST attempt about to be made (docs/metrics.md).
+            if !claimed.deliveries.is_empty() {
+                metrics::counter!("mezhved_push_attempts_total")
+                    .increment(claimed.deliveries.len() as u64);
+            }
+            Ok(claimed)
+        })
     }
 
     fn next_push_at(&self, systems: Vec<String>) -> BoxFuture<'_, Result<Option<i64>>> {
@@ -1842,7 +1935,20 @@ impl Store for SqliteStore {
 
     fn push_failed(&self, failure: PushAttemptFailed) -> BoxFuture<'_, Result<bool>> {
         let journal = self.options.journal;
-        Box::pin(self.write(move |tx| Ok((push_failed(tx, &failure, journal)?, false))))
+        // The class is one of the push loop's fixed names; anything else counts as
+        // `other`, so the label stays bounded (docs/metrics.md).
+        let class = PUSH_FAILURE_CLASSES
+            .iter()
+            .find(|c| **c == failure.error_class)
+            .copied()
+            .unwrap_or("other");
+        Box::pin(async move {
+            let recorded = self
+                .write(move |tx| Ok((push_failed(tx, &failure, journal)?, false)))
+                .await?;
+            metrics::counter!("mezhved_push_failures_total", "class" => class).increment(1);
+            Ok(recorded)
+        })
     }
 
     fn push_state(&self, global_id: GlobalId) -> BoxFuture<'_, Result<Option<PushState>>> {
@@ -1918,6 +2024,259 @@ impl Store for SqliteStore {
         }))
     }
 
+    fn health_probe(&self, now_ms: i64) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.write(move |tx| {
+            tx.prepare_cached("INSERT OR REPLACE INTO health_probe (id, at) VALUES (1, ?1)")?
+                .execute([now_ms])?;
+            Ok(((), false))
+        }))
+    }
+
+    fn setting(&self, key: String) -> BoxFuture<'_, Result<Option<String>>> {
+        Box::pin(self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+                    .query_row([&key], |r| r.get(0))
+                    .optional()?,
+            )
+        }))
+    }
+
+    fn put_setting(
+        &self,
+        key: String,
+        value: String,
+        event: NewEvent,
+    ) -> BoxFuture<'_, Result<()>> {
+        let journal = self.options.journal;
+        Box::pin(self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO settings (key, value, changed_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![key, value, event.at_ms])?;
+            if journal {
+                crate::journal::append(tx, &event)?;
+            }
+            Ok(((), false))
+        }))
+    }
+
+    fn monitoring_snapshot(
+        &self,
+        since_ms: i64,
+        max_answers: usize,
+    ) -> BoxFuture<'_, Result<MonitoringSnapshot>> {
+        Box::pin(self.read(move |c| {
+            let counts: Vec<(String, String, String, i64)> = c
+                .prepare_cached(
+                    "SELECT recipient_system, kind_namespace, kind_root, sum(pending)
+                     FROM queue_counters WHERE pending > 0
+                     GROUP BY recipient_system, kind_namespace, kind_root",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<std::result::Result<_, _>>()?;
+            let mut oldest = c.prepare_cached(
+                "SELECT min(received_at) FROM messages INDEXED BY messages_pending_age
+                 WHERE recipient_system = ?1 AND kind_namespace = ?2 AND kind_root = ?3
+                   AND acked_at IS NULL",
+            )?;
+            let mut queues = Vec::with_capacity(counts.len());
+            for (recipient_system, kind_namespace, kind_root, pending) in counts {
+                let at: Option<i64> = oldest
+                    .query_row(params![recipient_system, kind_namespace, kind_root], |r| {
+                        r.get(0)
+                    })?;
+                queues.push(QueueAge {
+                    recipient_system,
+                    kind_namespace,
+                    kind_root,
+                    pending: pending.max(0) as u64,
+                    oldest_received_at_ms: at,
+                });
+            }
+            let overdue = c
+                .prepare_cached(
+                    "SELECT recipient_system, kind_namespace, kind_root, count(*)
+                     FROM cards INDEXED BY cards_overdue_open
+                     WHERE overdue_at IS NOT NULL AND closed_at IS NULL
+                     GROUP BY recipient_system, kind_namespace, kind_root",
+                )?
+                .query_map([], |r| {
+                    Ok(OverdueCount {
+                        recipient_system: r.get(0)?,
+                        kind_namespace: r.get(1)?,
+                        kind_root: r.get(2)?,
+                        overdue: r.get::<_, i64>(3)?.max(0) as u64,
+                    })
+                })?
+                .collect::<std::result::Result<_, _>>()?;
+            let answer_times = c
+                .prepare_cached(
+                    "SELECT recipient_system, kind_namespace, kind_root, closed_at - received_at
+                     FROM cards INDEXED BY cards_closed
+                     WHERE closed_at IS NOT NULL AND closed_at >= ?1
+                     ORDER BY closed_at DESC LIMIT ?2",
+                )?
+                .query_map(
+                    params![since_ms, i64::try_from(max_answers).unwrap_or(i64::MAX)],
+                    |r| {
+                        Ok(AnswerTime {
+                            recipient_system: r.get(0)?,
+                            kind_namespace: r.get(1)?,
+                            kind_root: r.get(2)?,
+                            millis: r.get(3)?,
+                        })
+                    },
+                )?
+                .collect::<std::result::Result<_, _>>()?;
+            let activity = c
+                .prepare_cached(
+                    "SELECT system, last_poll_at, last_success_at FROM system_activity",
+                )?
+                .query_map([], |r| {
+                    Ok(SystemActivity {
+                        system: r.get(0)?,
+                        last_poll_at_ms: r.get(1)?,
+                        last_success_at_ms: r.get(2)?,
+                    })
+                })?
+                .collect::<std::result::Result<_, _>>()?;
+            Ok(MonitoringSnapshot {
+                activity,
+                queues,
+                overdue,
+                answer_times,
+            })
+        }))
+    }
+
+    fn save_activity(&self, activity: Vec<SystemActivity>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.write(move |tx| {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO system_activity (system, last_poll_at, last_success_at)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (system) DO UPDATE SET
+                     last_poll_at = CASE WHEN excluded.last_poll_at IS NULL THEN last_poll_at
+                         ELSE max(coalesce(last_poll_at, excluded.last_poll_at), excluded.last_poll_at) END,
+                     last_success_at = CASE WHEN excluded.last_success_at IS NULL THEN last_success_at
+                         ELSE max(coalesce(last_success_at, excluded.last_success_at), excluded.last_success_at) END",
+            )?;
+            for a in &activity {
+                st.execute(params![a.system, a.last_poll_at_ms, a.last_success_at_ms])?;
+            }
+            Ok(((), false))
+        }))
+    }
+
+    fn overdue_requests(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OverdueRequest>>> {
+        type Row = (
+            Vec<u8>,
+            String,
+            String,
+            String,
+            String,
+            i64,
+            Option<i64>,
+            i64,
+        );
+        Box::pin(self.read(move |c| {
+            let rows: Vec<Row> = c
+                .prepare_cached(
+                    "SELECT global_id, sender_system, recipient_system, kind_namespace,
+                         kind_root, received_at, due_at, overdue_at
+                     FROM cards INDEXED BY cards_overdue_open
+                     WHERE overdue_at IS NOT NULL AND closed_at IS NULL
+                     ORDER BY overdue_at, global_id LIMIT ?1",
+                )?
+                .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ))
+                })?
+                .collect::<std::result::Result<_, _>>()?;
+            rows.into_iter()
+                .map(|(g, s, r, ns, root, received, due, overdue)| {
+                    Ok(OverdueRequest {
+                        global_id: crate::journal::uuid_text(&blob16(g)?),
+                        sender_system: s,
+                        recipient_system: r,
+                        kind_namespace: ns,
+                        kind_root: root,
+                        received_at_ms: received,
+                        due_at_ms: due,
+                        overdue_at_ms: overdue,
+                    })
+                })
+                .collect()
+        }))
+    }
+
+    fn active_alerts(&self) -> BoxFuture<'_, Result<Vec<ActiveAlert>>> {
+        Box::pin(self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT rule, subject, opened_at, value, detail FROM alerts
+                 ORDER BY opened_at, rule, subject",
+            )?
+            .query_map([], |r| {
+                Ok(ActiveAlert {
+                    rule: r.get(0)?,
+                    subject: r.get(1)?,
+                    opened_at_ms: r.get(2)?,
+                    value: r.get(3)?,
+                    detail: r.get(4)?,
+                })
+            })?
+            .collect::<std::result::Result<_, _>>()?)
+        }))
+    }
+
+    fn open_alert(&self, alert: ActiveAlert, event: NewEvent) -> BoxFuture<'_, Result<bool>> {
+        let journal = self.options.journal;
+        Box::pin(self.write(move |tx| {
+            let n = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO alerts (rule, subject, opened_at, value, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    alert.rule,
+                    alert.subject,
+                    alert.opened_at_ms,
+                    alert.value,
+                    alert.detail
+                ])?;
+            if n == 1 && journal {
+                crate::journal::append(tx, &event)?;
+            }
+            Ok((n == 1, false))
+        }))
+    }
+
+    fn resolve_alert(
+        &self,
+        rule: String,
+        subject: String,
+        event: NewEvent,
+    ) -> BoxFuture<'_, Result<bool>> {
+        let journal = self.options.journal;
+        Box::pin(self.write(move |tx| {
+            let n = tx
+                .prepare_cached("DELETE FROM alerts WHERE rule = ?1 AND subject = ?2")?
+                .execute(params![rule, subject])?;
+            if n == 1 && journal {
+                crate::journal::append(tx, &event)?;
+            }
+            Ok((n == 1, false))
+        }))
+    }
+
     fn record_paper(
         &self,
         card: Card,
@@ -1986,6 +2345,126 @@ mod tests {
         let counts = store.queue_counts("B").await.expect("counts");
         let pending: Vec<(Queue, u64)> = counts.iter().map(|c| (c.queue, c.pending)).collect();
         assert_eq!(pending, vec![(Queue::Requests, 2), (Queue::Responses, 1)]);
+        store.close();
+    }
+
+    /// A database made before monitoring gets the probe, settings and alerts tables and
+    /// the monitoring indexes; its backlog shows in the snapshot, and alert transitions
+    /// are journaled once each.
+    #[tokio::test]
+    async fn migration_6_adds_monitoring_to_an_existing_database() {
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            for (number, sql) in &MIGRATIONS[..5] {
+                conn.execute_batch(sql).expect("old migration");
+                conn.pragma_update(None, "user_version", number)
+                    .expect("version");
+            }
+            for (i, received) in [(0u8, 500i64), (1, 200)] {
+                conn.execute(
+                    "INSERT INTO messages (global_id, queue, sender_system, sender_message_id,
+                         recipient_system, kind_namespace, kind_root, content_namespace,
+                         content_root, checksum, received_at, visible_at, payload, answer)
+                     VALUES (?1, 0, 'A', ?2, 'B', 'urn:k', 'K', 'urn:k', 'K', ?3, ?4, 1,
+                         x'00', x'00')",
+                    params![vec![i; 16], format!("m{i}"), vec![7u8; 32], received],
+                )
+                .expect("insert");
+            }
+        }
+        let store = SqliteStore::open(&path, SqliteOptions::default()).expect("migrates");
+        let snap = store.monitoring_snapshot(0, 10).await.expect("snapshot");
+        assert_eq!(
+            snap.queues,
+            [QueueAge {
+                recipient_system: "B".into(),
+                kind_namespace: "urn:k".into(),
+                kind_root: "K".into(),
+                pending: 2,
+                oldest_received_at_ms: Some(200),
+            }]
+        );
+        assert!(snap.overdue.is_empty() && snap.answer_times.is_empty());
+        assert!(snap.activity.is_empty());
+        let seen = |poll: Option<i64>, success: Option<i64>| SystemActivity {
+            system: "B".into(),
+            last_poll_at_ms: poll,
+            last_success_at_ms: success,
+        };
+        store
+            .save_activity(vec![seen(Some(50), Some(40))])
+            .await
+            .expect("save");
+        // An older flush (another node) does not move it back; a newer one does.
+        store
+            .save_activity(vec![seen(Some(30), None)])
+            .await
+            .expect("save");
+        store
+            .save_activity(vec![seen(None, Some(60))])
+            .await
+            .expect("save");
+        let snap = store.monitoring_snapshot(0, 10).await.expect("snapshot");
+        assert_eq!(snap.activity, [seen(Some(50), Some(60))]);
+        store.health_probe(1_000).await.expect("probe");
+        store.health_probe(2_000).await.expect("probe again");
+        let event = |t: &str| NewEvent {
+            at_ms: 3_000,
+            event_type: t.into(),
+            global_id: None,
+            actor: "gateway".into(),
+            body: serde_json::Map::new(),
+        };
+        assert_eq!(
+            store.setting("maintenance".into()).await.expect("read"),
+            None
+        );
+        store
+            .put_setting(
+                "maintenance".into(),
+                "{}".into(),
+                event("operator.maintenance"),
+            )
+            .await
+            .expect("put");
+        assert_eq!(
+            store
+                .setting("maintenance".into())
+                .await
+                .expect("read")
+                .as_deref(),
+            Some("{}")
+        );
+        let alert = ActiveAlert {
+            rule: "queue.age".into(),
+            subject: "B".into(),
+            opened_at_ms: 3_000,
+            value: "3600s".into(),
+            detail: "old".into(),
+        };
+        assert!(store
+            .open_alert(alert.clone(), event("alert.raised"))
+            .await
+            .expect("open"));
+        assert!(!store
+            .open_alert(alert.clone(), event("alert.raised"))
+            .await
+            .expect("open twice"));
+        assert_eq!(store.active_alerts().await.expect("list"), [alert]);
+        for expected in [true, false] {
+            assert_eq!(
+                store
+                    .resolve_alert("queue.age".into(), "B".into(), event("alert.resolved"))
+                    .await
+                    .expect("resolve"),
+                expected
+            );
+        }
+        assert!(store.active_alerts().await.expect("list").is_empty());
+        // The switch, one raise and one resolution.
+        assert_eq!(store.journal_size().await.expect("size"), 3);
         store.close();
     }
 

@@ -55,6 +55,9 @@ pub fn test_config(data_dir: &Path) -> Config {
     c.registry.file = repo().join("deploy/sample/registry.toml");
     c.server.listen = "127.0.0.1:0".into();
     c.server.shutdown_grace_seconds = 5;
+    // Tests evaluate alerts themselves (`alerts::evaluate_once`) at their clock's time; the
+    // background loop would add journal events at a moment no test controls.
+    c.monitoring.alert_interval_seconds = 86_400;
     // sha256("test-operator-token")
     c.operator.token_sha256 =
         "21a41ec35ffe053418f5ebab652c9b4cb07a643a9100640d18b635e0df503928".into();

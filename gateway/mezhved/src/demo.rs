@@ -180,6 +180,21 @@ fn write_gateway_config(
         )
         .unwrap_or(u32::MAX),
     );
+    // Monitoring thresholds are in region time too: an adapter idle for half a real
+    // second has not "stopped polling".
+    let m = &mut c.monitoring;
+    // The rate window at most a week of region time (the configuration's bound).
+    m.window_seconds = m.window_seconds.saturating_mul(speed).min(604_800);
+    for v in [
+        &mut m.poll_yellow_seconds,
+        &mut m.poll_red_seconds,
+        &mut m.queue_age_yellow_seconds,
+        &mut m.queue_age_red_seconds,
+        &mut m.timer_lag_degraded_seconds,
+        &mut m.timer_lag_down_seconds,
+    ] {
+        *v = v.saturating_mul(speed);
+    }
     c.push.allow_plain_http = true;
     c.push.retry_base_seconds = speed.min(3600);
     c.push.retry_max_seconds = (60 * speed).min(86_400);
@@ -430,7 +445,9 @@ async fn run_async(
         format!("  Journal API       {base}/api/v1/journal/cards   (Authorization: Bearer {AUDITOR_TOKEN})"),
         format!("  Evaluation report {base}/api/v1/reports/evaluation?format=html   (auditor)"),
         format!("  Registry          {base}/api/v1/registry   (Authorization: Bearer {OPERATOR_TOKEN})"),
-        "  Dashboard         not built yet (issue 8, operator monitoring); the APIs above work".to_string(),
+        format!("  Health            {base}/health   ·   metrics {base}/metrics (Prometheus)"),
+        format!("  Monitoring        {base}/api/v1/monitoring/systems   (operator token; alerts: /api/v1/monitoring/alerts)"),
+        "  Dashboard         the web dashboard is not built yet; the APIs above are what it will show".to_string(),
         format!("  Adapters          {}", adapter_urls.iter().map(|(a, u)| format!("{} {u}/api/v1/stats", a.mnemonic)).collect::<Vec<_>>().join(" · ")),
         format!("  Data              {}   (e.g. mezhved journal verify -c {}/mezhved.toml)", dir.display(), dir.display()),
         "  Ctrl-C stops; the same command resumes.".to_string(),

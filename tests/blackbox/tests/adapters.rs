@@ -390,7 +390,12 @@ async fn a_request_travels_from_adapter_to_adapter_with_triple_registration() {
     assert_eq!(row["late"], false);
     let reply_id = row["reply"]["inbox_id"].as_i64().expect("reply");
 
-    // The answer in the consumer's inbox, registered by the consumer's adapter.
+    // The answer in the consumer's inbox, registered by the consumer's adapter (stored
+    // first, acknowledged to the gateway right after: wait for both).
+    eventually("the answer is acknowledged", || async {
+        consumer.get(&format!("/api/v1/inbox/{reply_id}")).await["acked"] == true
+    })
+    .await;
     let response = consumer.get(&format!("/api/v1/inbox/{reply_id}")).await;
     assert_eq!(response["direction"], "response");
     assert_eq!(response["request_id"], id);
@@ -408,6 +413,15 @@ async fn a_request_travels_from_adapter_to_adapter_with_triple_registration() {
     let response_gid = response["global_id"].as_str().expect("gid").to_string();
 
     // The request in the provider's inbox: card, file, registration, the answer sent.
+    // (Its Ack to the gateway may still be on the way while the answer already travels.)
+    eventually("the provider acknowledged the request", || async {
+        provider
+            .all("/api/v1/inbox?direction=request")
+            .await
+            .iter()
+            .all(|r| r["acked"] == true)
+    })
+    .await;
     let requests = provider.all("/api/v1/inbox?direction=request").await;
     assert_eq!(requests.len(), 1, "{requests:?}");
     let request = &requests[0];
@@ -918,6 +932,16 @@ async fn nothing_is_lost_or_duplicated_when_the_gateway_and_the_callback_go_away
     for n in 0..4 {
         let (r, id) = submit(n).await;
         ids.insert(r, id);
+    }
+    // These reach the gateway before it goes away. (The sender works on the oldest
+    // `concurrency` queued rows; were these still queued, the rows checked below would
+    // wait behind them instead of being tried.)
+    for n in 0..4 {
+        let id = ids[&format!("fault-{n}")];
+        eventually("the first requests are sent", || async {
+            consumer.get(&format!("/api/v1/requests/{id}")).await["status"] != "queued"
+        })
+        .await;
     }
     // The gateway goes away while requests keep coming.
     if let Some(n) = node.take() {

@@ -55,6 +55,46 @@ pub struct Config {
     /// Auditors: read-only access to `/api/v1/journal`, each with its own name (journaled
     /// with every query) and token.
     pub auditors: Vec<AuditorConfig>,
+    /// The operator's and auditor's web dashboard under `/ui` (docs/dashboard.md).
+    pub dashboard: DashboardConfig,
+}
+
+/// `[dashboard]`: the web dashboard's users and sessions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardConfig {
+    /// Serve `/ui` at all.
+    pub enabled: bool,
+    /// Cookies without `Secure`, for plain-HTTP tests and the local demo only.
+    pub insecure_cookies: bool,
+    /// A session ends after this long without a request.
+    pub session_idle_seconds: u64,
+    /// And this long after login in any case.
+    pub session_max_seconds: u64,
+    pub users: Vec<DashboardUserConfig>,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            enabled: true,
+            insecure_cookies: false,
+            session_idle_seconds: 30 * 60,
+            session_max_seconds: 12 * 3600,
+            users: Vec::new(),
+        }
+    }
+}
+
+/// `[[dashboard.users]]`: one person who logs in to the dashboard.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardUserConfig {
+    pub name: String,
+    /// `operator` or `auditor`.
+    pub role: String,
+    /// `pbkdf2-sha256$<iterations>$<salt>$<hash>` (`mezhved dashboard hash-password`).
+    pub password_hash: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -534,6 +574,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             monitoring: MonitoringConfig::default(),
             auditors: Vec::new(),
+            dashboard: DashboardConfig::default(),
         }
     }
 }
@@ -752,6 +793,27 @@ impl Config {
     /// Every problem, each naming its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
+        for (i, u) in self.dashboard.users.iter().enumerate() {
+            if u.name.trim().is_empty() {
+                problems.push(format!("dashboard.users[{i}].name must not be empty"));
+            }
+            if crate::dashboard::auth::Role::parse(&u.role).is_none() {
+                problems.push(format!(
+                    "dashboard.users[{i}].role must be \"operator\" or \"auditor\""
+                ));
+            }
+            if let Err(e) = crate::dashboard::auth::parse_hash(&u.password_hash) {
+                problems.push(format!("dashboard.users[{i}].password_hash: {e}"));
+            }
+            if self.dashboard.users[..i].iter().any(|o| o.name == u.name) {
+                problems.push(format!("dashboard.users[{i}].name is given twice"));
+            }
+        }
+        if self.dashboard.session_idle_seconds == 0 || self.dashboard.session_max_seconds == 0 {
+            problems.push(
+                "dashboard.session_idle_seconds and session_max_seconds must be positive".into(),
+            );
+        }
         if self.data_dir.as_os_str().is_empty() {
             problems.push("data_dir must not be empty".to_string());
         }

@@ -9,6 +9,7 @@
 
 pub mod alerts;
 pub mod config;
+pub mod dashboard;
 pub mod jobs;
 pub mod journal_api;
 pub mod metrics;

@@ -410,7 +410,22 @@ pub fn router(state: Arc<AppState>) -> Router {
             journal_api::journal_router(state.clone()),
         )
         .nest("/api/v1/reports", report_api::report_router(state.clone()))
+        .merge(dashboard_router(&state))
         .with_state(state)
+}
+
+/// The web dashboard under `/ui` when `[dashboard] enabled` (docs/dashboard.md).
+fn dashboard_router(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    if state.config.dashboard.enabled {
+        Router::new()
+            .route(
+                "/ui/",
+                get(|| async { crate::dashboard::redirect("/ui", &[]) }),
+            )
+            .nest("/ui", crate::dashboard::router(state.clone()))
+    } else {
+        Router::new()
+    }
 }
 
 /// `GET /metrics` when `[metrics] enabled` (docs/metrics.md).

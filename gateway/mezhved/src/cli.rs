@@ -52,6 +52,10 @@ pub enum Command {
     /// Evaluation report per agency and kind of information for a period, from the
     /// journal alone (see docs/reports.md).
     Report(crate::report_cmd::ReportArgs),
+    /// The web dashboard: make a password hash for `[[dashboard.users]]` (see
+    /// docs/dashboard.md).
+    #[command(subcommand)]
+    Dashboard(crate::dashboard_cmd::DashboardCommand),
     /// Load-test the exchange core in-process over loopback (see docs/performance.md).
     Bench(crate::bench::BenchArgs),
     /// Run the agency-side adapter sidecar: a local JSON API over a durable outbox and
@@ -242,6 +246,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Command::Registry(c) => crate::gateway_cmd::registry(c, out).map_err(CliError::Usage),
         Command::Bench(a) => crate::bench::run(a, out).map_err(CliError::Usage),
         Command::Report(a) => crate::report_cmd::report(a, out).map_err(CliError::Usage),
+        Command::Dashboard(c) => crate::dashboard_cmd::dashboard(c, out).map_err(CliError::Usage),
         Command::Paper(c) => crate::paper_cmd::paper(c, out).map_err(CliError::Usage),
         Command::Adapter(a) => crate::adapter_cmd::adapter(a, out).map_err(CliError::Usage),
         Command::Demo(a) => crate::demo::run(a, out).map_err(CliError::Usage),

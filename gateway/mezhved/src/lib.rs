@@ -6,6 +6,7 @@
 pub mod adapter_cmd;
 pub mod bench;
 pub mod cli;
+pub mod dashboard_cmd;
 pub mod demo;
 pub mod demo_agency;
 pub mod demo_summary;

@@ -66,6 +66,20 @@ pub fn test_config(data_dir: &Path) -> Config {
         name: "auditor-kuznetsova".into(),
         token_sha256: "57d6cc542388f851e86b07b700b82c139cb61d88b7a0e76d34ac5d7278785931".into(),
     }];
+    // The dashboard over plain HTTP: "test-operator-password", "test-auditor-password".
+    c.dashboard.insecure_cookies = true;
+    c.dashboard.users = vec![
+        mezhved_http::config::DashboardUserConfig {
+            name: "operator-ivanov".into(),
+            role: "operator".into(),
+            password_hash: "pbkdf2-sha256$210000$AjuRV0AlW2yL+cZt7cDa1Q==$6wd40qr4SNZp4bOJzwW9fD38dAVZVYsSPOmfhnHK8uI=".into(),
+        },
+        mezhved_http::config::DashboardUserConfig {
+            name: "auditor-kuznetsova".into(),
+            role: "auditor".into(),
+            password_hash: "pbkdf2-sha256$210000$SOM5WGsrM+15CCx/t5rohQ==$h0RUUc1AUO/fM0N761sNJMpbE7Nt0F4qUXGpy4n3x6s=".into(),
+        },
+    ];
     c
 }
 

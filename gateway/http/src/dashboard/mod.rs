@@ -1,0 +1,411 @@
+//! The operator's and auditor's web dashboard under `/ui` (docs/dashboard.md): plain
+//! server-rendered HTML, Russian and English, no script.
+//!
+//! Invariants:
+//! - Only `[[dashboard.users]]` log in (participant systems have no login here); a page
+//!   opens only for its role (operator pages 403 an auditor and the other way round).
+//! - Every POST carries a CSRF token checked against the session (the login form's against
+//!   a pre-session cookie); a POST without the right one is refused with 403 and changes
+//!   nothing.
+//! - Every auditor view is journaled as an `auditor.query` event with the user's name, and
+//!   the maintenance switch as an `operator.maintenance` event with the user as actor,
+//!   before the page is answered.
+//! - Every value shown is HTML-escaped ([`pages::esc`]); every answer carries the security
+//!   headers of [`secure`].
+
+pub mod auth;
+pub mod i18n;
+pub mod pages;
+
+use crate::server::AppState;
+use auth::{Role, Session, Sessions};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use i18n::{t, Lang};
+use std::sync::Arc;
+
+/// The session cookie.
+pub const SESSION_COOKIE: &str = "mezhved_session";
+/// The login form's pre-session CSRF cookie.
+pub const LOGIN_COOKIE: &str = "mezhved_login";
+
+/// What the dashboard's handlers share.
+#[derive(Debug)]
+pub struct Ui {
+    pub app: Arc<AppState>,
+    pub sessions: Sessions,
+}
+
+impl Ui {
+    pub fn now_ms(&self) -> i64 {
+        mezhved_core::clock::to_ms(self.app.clock.now())
+    }
+
+    fn cookie(&self, name: &str, value: &str, max_age: Option<u64>) -> String {
+        let mut c = format!("{name}={value}; HttpOnly; SameSite=Strict; Path=/ui");
+        if !self.app.config.dashboard.insecure_cookies {
+            c.push_str("; Secure");
+        }
+        if let Some(a) = max_age {
+            c.push_str(&format!("; Max-Age={a}"));
+        }
+        c
+    }
+
+    /// The live session of this request, if any.
+    pub fn session(&self, headers: &HeaderMap) -> Option<(String, Session)> {
+        let id = cookie_value(headers, SESSION_COOKIE)?;
+        let d = &self.app.config.dashboard;
+        let s = self.sessions.get(
+            &id,
+            self.now_ms(),
+            secs_ms(d.session_idle_seconds),
+            secs_ms(d.session_max_seconds),
+        )?;
+        Some((id, s))
+    }
+}
+
+fn secs_ms(s: u64) -> i64 {
+    i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+/// A cookie's value from the request's `Cookie` headers.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body or query string.
+pub fn form(text: &str) -> Vec<(String, String)> {
+    fn decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                    match u8::from_str_radix(hex, 16) {
+                        Ok(b) => {
+                            out.push(b);
+                            i += 2;
+                        }
+                        Err(_) => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    text.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
+/// The first value of `name` in a decoded form.
+pub fn field<'a>(f: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    f.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// The page language of a request.
+pub fn lang_of(headers: &HeaderMap, query: &[(String, String)]) -> Lang {
+    Lang::pick(
+        field(query, "lang"),
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+/// Adds the security headers every dashboard answer carries.
+pub fn secure(mut r: Response, csp: &str) -> Response {
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+/// The policy of a page whose one inline `<style>` carries `nonce`.
+pub fn csp(nonce: &str) -> String {
+    format!(
+        "default-src 'self'; style-src 'nonce-{nonce}'; script-src 'none'; \
+         frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    )
+}
+
+/// An HTML page answer with the security headers.
+pub fn html(status: StatusCode, nonce: &str, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    secure(r, &csp(nonce))
+}
+
+/// A redirect (303) with the security headers, optionally setting cookies.
+pub fn redirect(to: &str, cookies: &[String]) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    secure(r, "default-src 'none'")
+}
+
+/// The logged-in user of a page request, or the answer to give instead: the login page
+/// when there is no live session, 403 when the role is not `role`.
+pub fn require(
+    ui: &Ui,
+    headers: &HeaderMap,
+    lang: Lang,
+    role: Role,
+) -> Result<(String, Session), Box<Response>> {
+    let Some((id, s)) = ui.session(headers) else {
+        return Err(Box::new(redirect(
+            &format!("/ui/login?lang={}", lang.code()),
+            &[],
+        )));
+    };
+    if s.role != role {
+        let nonce = auth::random_token(16);
+        let body = pages::layout(
+            lang,
+            &nonce,
+            Some(&s),
+            t(lang, "forbidden"),
+            "",
+            &format!(
+                "<p class=\"error\" data-test=\"forbidden\">{}</p>",
+                pages::esc(t(lang, "forbidden"))
+            ),
+            None,
+        );
+        return Err(Box::new(html(StatusCode::FORBIDDEN, &nonce, body)));
+    }
+    Ok((id, s))
+}
+
+/// Reads a POST body as a form (at most 64 KiB).
+pub async fn read_form(request: Request) -> Option<Vec<(String, String)>> {
+    let bytes = axum::body::to_bytes(request.into_body(), 64 * 1024)
+        .await
+        .ok()?;
+    Some(form(std::str::from_utf8(&bytes).ok()?))
+}
+
+/// The 403 answer to a POST whose CSRF token is missing or wrong.
+pub fn csrf_refused(lang: Lang) -> Response {
+    let nonce = auth::random_token(16);
+    let body = pages::layout(
+        lang,
+        &nonce,
+        None,
+        t(lang, "csrf"),
+        "",
+        &format!(
+            "<p class=\"error\" data-test=\"csrf-refused\">{}</p>",
+            pages::esc(t(lang, "csrf"))
+        ),
+        None,
+    );
+    html(StatusCode::FORBIDDEN, &nonce, body)
+}
+
+fn query_of(request: &Request) -> Vec<(String, String)> {
+    form(request.uri().query().unwrap_or(""))
+}
+
+async fn get_login(State(ui): State<Arc<Ui>>, request: Request) -> Response {
+    let lang = lang_of(request.headers(), &query_of(&request));
+    login_page(&ui, lang, None)
+}
+
+fn login_page(ui: &Ui, lang: Lang, error: Option<&str>) -> Response {
+    let token = auth::random_token(32);
+    let nonce = auth::random_token(16);
+    let body = pages::login(lang, &nonce, &token, error);
+    let status = if error.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    let mut r = html(status, &nonce, body);
+    if let Ok(v) = HeaderValue::from_str(&ui.cookie(LOGIN_COOKIE, &token, Some(3600))) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn post_login(State(ui): State<Arc<Ui>>, request: Request) -> Response {
+    let headers = request.headers().clone();
+    let query = query_of(&request);
+    let Some(f) = read_form(request).await else {
+        return csrf_refused(Lang::Ru);
+    };
+    let lang = Lang::pick(
+        field(&f, "lang").or(field(&query, "lang")),
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let expected = cookie_value(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if !auth::tokens_equal(field(&f, "csrf").unwrap_or(""), &expected) {
+        return csrf_refused(lang);
+    }
+    let name = field(&f, "user").unwrap_or("").trim().to_string();
+    let password = field(&f, "password").unwrap_or("");
+    let client = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("direct")
+        .to_string();
+    let keys = vec![format!("user:{name}"), format!("client:{client}")];
+    let now = ui.now_ms();
+    // A small delay that grows with recent failures slows guessing (at most 2 s).
+    let failures = ui.sessions.recent_failures(&keys, now);
+    if failures > 0 {
+        let ms = (u64::from(failures) * 100).min(2000);
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    let user = ui
+        .app
+        .config
+        .dashboard
+        .users
+        .iter()
+        .find(|u| u.name == name);
+    let role = user.and_then(|u| Role::parse(&u.role));
+    let ok = match user {
+        Some(u) => auth::verify_password(password, &u.password_hash).unwrap_or(false),
+        None => {
+            // The same work as a real check, so timing does not tell who exists.
+            let _ = auth::verify_password(password, DUMMY_HASH);
+            false
+        }
+    };
+    match (ok, role) {
+        (true, Some(role)) => {
+            ui.sessions.clear_failures(&keys);
+            let id = ui.sessions.create(&name, role, now);
+            tracing::info!(user = %name, "dashboard login");
+            let home = match role {
+                Role::Operator => "/ui",
+                Role::Auditor => "/ui/journal",
+            };
+            redirect(
+                &format!("{home}?lang={}", lang.code()),
+                &[
+                    ui.cookie(SESSION_COOKIE, &id, None),
+                    ui.cookie(LOGIN_COOKIE, "", Some(0)),
+                ],
+            )
+        }
+        _ => {
+            ui.sessions.record_failure(&keys, now);
+            tracing::warn!(user = %name, "dashboard login failed");
+            login_page(&ui, lang, Some(t(lang, "login_failed")))
+        }
+    }
+}
+
+/// A valid hash of a password nobody knows (for unknown users' timing).
+const DUMMY_HASH: &str =
+    "pbkdf2-sha256$210000$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+async fn post_logout(State(ui): State<Arc<Ui>>, request: Request) -> Response {
+    let headers = request.headers().clone();
+    let session = ui.session(&headers);
+    let Some(f) = read_form(request).await else {
+        return csrf_refused(Lang::Ru);
+    };
+    let lang = lang_of(&headers, &f);
+    if let Some((id, s)) = session {
+        if !auth::csrf_ok(&s, field(&f, "csrf")) {
+            return csrf_refused(lang);
+        }
+        ui.sessions.remove(&id);
+    }
+    redirect(
+        &format!("/ui/login?lang={}", lang.code()),
+        &[ui.cookie(SESSION_COOKIE, "", Some(0))],
+    )
+}
+
+/// `/ui/…`: the dashboard, when `[dashboard] enabled`.
+pub fn router(app: Arc<AppState>) -> Router<Arc<AppState>> {
+    let ui = Arc::new(Ui {
+        app,
+        sessions: Sessions::default(),
+    });
+    Router::new()
+        .route("/login", get(get_login).post(post_login))
+        .route("/logout", post(post_logout))
+        .route("/", get(pages::overview))
+        .route("/systems/{mnemonic}", get(pages::system))
+        .route("/agencies", get(pages::agencies))
+        .route("/overdue", get(pages::overdue))
+        .route("/alerts", get(pages::alerts))
+        .route("/registry", get(pages::registry))
+        .route(
+            "/maintenance",
+            get(pages::maintenance).post(pages::post_maintenance),
+        )
+        .route("/journal", get(pages::journal))
+        .route("/cards/{id}", get(pages::card))
+        .route("/checkpoints", get(pages::checkpoints))
+        .route("/reports", get(pages::reports))
+        .route("/reports/evaluation", get(pages::evaluation))
+        .with_state(ui)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_decode_percent_and_plus() {
+        let f = form("a=1+2&b=%D0%BC%26x&c&d=%zz");
+        assert_eq!(field(&f, "a"), Some("1 2"));
+        assert_eq!(field(&f, "b"), Some("м&x"));
+        assert_eq!(field(&f, "c"), Some(""));
+        assert_eq!(field(&f, "d"), Some("%zz"));
+    }
+
+    #[test]
+    fn the_dummy_hash_parses() {
+        assert!(auth::parse_hash(DUMMY_HASH).is_ok());
+    }
+}

@@ -467,54 +467,84 @@ struct MaintenanceBody {
     reason: String,
 }
 
-async fn put_maintenance(
-    State(state): State<Arc<AppState>>,
-    Body(b): Body<MaintenanceBody>,
-) -> Result<Json<serde_json::Value>, Problem> {
-    let reason = b.reason.trim().to_string();
-    if b.enabled && reason.is_empty() {
-        return Err(Problem {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            title: "Invalid request",
-            detail: "reason: say why the gateway goes into maintenance (clients see it)".into(),
-        });
+/// Why the maintenance switch was not changed.
+#[derive(Debug)]
+pub(crate) enum SwitchError {
+    /// The request itself is wrong (the message names the field).
+    Invalid(&'static str),
+    Store(mezhved_store::StoreError),
+    Internal(String),
+}
+
+/// Turns maintenance on or off: checks the reason, stores the setting with its
+/// `operator.maintenance` event in one transaction, then applies it. The one path for
+/// the REST switch and the dashboard's; `via` marks where it came from in the event.
+pub(crate) async fn switch_maintenance(
+    state: &AppState,
+    enabled: bool,
+    reason: &str,
+    actor: &str,
+    via: Option<&str>,
+) -> Result<Maintenance, SwitchError> {
+    let reason = reason.trim().to_string();
+    if enabled && reason.is_empty() {
+        return Err(SwitchError::Invalid(
+            "reason: say why the gateway goes into maintenance (clients see it)",
+        ));
     }
     if reason.chars().count() > 500 || reason.chars().any(char::is_control) {
-        return Err(Problem {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            title: "Invalid request",
-            detail: "reason: at most 500 characters, no control characters".into(),
-        });
+        return Err(SwitchError::Invalid(
+            "reason: at most 500 characters, no control characters",
+        ));
     }
-    let now = now_ms(&state);
+    let now = now_ms(state);
     let m = Maintenance {
-        enabled: b.enabled,
+        enabled,
         reason: reason.clone(),
         since_ms: now,
     };
     let mut body = serde_json::Map::new();
-    body.insert("enabled".into(), b.enabled.into());
+    body.insert("enabled".into(), enabled.into());
     body.insert("reason".into(), reason.into());
+    if let Some(via) = via {
+        body.insert("via".into(), via.into());
+    }
     let event = NewEvent {
         at_ms: now,
         event_type: "operator.maintenance".into(),
         global_id: None,
-        actor: "operator".into(),
+        actor: actor.into(),
         body,
     };
-    let value = serde_json::to_string(&m).map_err(|e| Problem {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        title: "Internal error",
-        detail: e.to_string(),
-    })?;
+    let value = serde_json::to_string(&m).map_err(|e| SwitchError::Internal(e.to_string()))?;
     state
         .store
         .put_setting(MAINTENANCE_KEY.into(), value, event)
         .await
-        .map_err(store_problem)?;
-    tracing::warn!(enabled = m.enabled, reason = %m.reason, "maintenance switched by the operator");
+        .map_err(SwitchError::Store)?;
+    tracing::warn!(enabled = m.enabled, reason = %m.reason, actor, "maintenance switched");
     state.exchange.monitor().set_maintenance(Some(m.clone()));
-    Ok(Json(maintenance_json(Some(m))))
+    Ok(m)
+}
+
+async fn put_maintenance(
+    State(state): State<Arc<AppState>>,
+    Body(b): Body<MaintenanceBody>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    match switch_maintenance(&state, b.enabled, &b.reason, "operator", None).await {
+        Ok(m) => Ok(Json(maintenance_json(Some(m)))),
+        Err(SwitchError::Invalid(detail)) => Err(Problem {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            title: "Invalid request",
+            detail: detail.into(),
+        }),
+        Err(SwitchError::Store(e)) => Err(store_problem(e)),
+        Err(SwitchError::Internal(e)) => Err(Problem {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            title: "Internal error",
+            detail: e,
+        }),
+    }
 }
 
 /// `/api/v1/maintenance` (operator token).

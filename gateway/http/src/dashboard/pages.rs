@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use mezhved_core::monitoring::{Light, Maintenance};
 use mezhved_journal::merkle;
 use mezhved_store::journal::{hex, uuid_text};
-use mezhved_store::NewEvent;
 use serde_json::{json, Value};
 use std::fmt::Write;
 use std::sync::Arc;
@@ -699,60 +698,34 @@ pub async fn post_maintenance(State(ui): State<Arc<Ui>>, request: Request) -> Re
         query,
     };
     let enabled = field(&f, "enabled") == Some("true");
-    let reason = field(&f, "reason").unwrap_or("").trim().to_string();
-    let invalid = if enabled && reason.is_empty() {
-        Some("reason: say why the gateway goes into maintenance (clients see it)")
-    } else if reason.chars().count() > 500 || reason.chars().any(char::is_control) {
-        Some("reason: at most 500 characters, no control characters")
-    } else {
-        None
-    };
-    if let Some(e) = invalid {
-        let m = ui.app.exchange.monitor().maintenance_setting();
-        let b = maintenance_body(&p, m.as_ref(), Some(e));
-        let nonce = auth::random_token(16);
-        let text = layout(
-            lang,
-            &nonce,
-            Some(&p.session),
-            t(lang, "maintenance"),
-            "/ui/maintenance",
-            &b,
-            None,
-        );
-        return html(StatusCode::UNPROCESSABLE_ENTITY, &nonce, text);
-    }
-    let now = ui.now_ms();
-    let m = Maintenance {
-        enabled,
-        reason: reason.clone(),
-        since_ms: now,
-    };
-    let mut body = serde_json::Map::new();
-    body.insert("enabled".into(), enabled.into());
-    body.insert("reason".into(), reason.into());
-    body.insert("via".into(), "dashboard".into());
-    let event = NewEvent {
-        at_ms: now,
-        event_type: "operator.maintenance".into(),
-        global_id: None,
-        actor: p.session.user.clone(),
-        body,
-    };
-    let value = match serde_json::to_string(&m) {
-        Ok(v) => v,
-        Err(e) => return p.error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    };
-    if let Err(e) = ui
-        .app
-        .store
-        .put_setting(monitoring_api::MAINTENANCE_KEY.into(), value, event)
+    let reason = field(&f, "reason").unwrap_or("");
+    let user = p.session.user.clone();
+    match monitoring_api::switch_maintenance(&ui.app, enabled, reason, &user, Some("dashboard"))
         .await
     {
-        return p.error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+        Ok(_) => {}
+        Err(monitoring_api::SwitchError::Invalid(e)) => {
+            let m = ui.app.exchange.monitor().maintenance_setting();
+            let b = maintenance_body(&p, m.as_ref(), Some(e));
+            let nonce = auth::random_token(16);
+            let text = layout(
+                lang,
+                &nonce,
+                Some(&p.session),
+                t(lang, "maintenance"),
+                "/ui/maintenance",
+                &b,
+                None,
+            );
+            return html(StatusCode::UNPROCESSABLE_ENTITY, &nonce, text);
+        }
+        Err(monitoring_api::SwitchError::Store(e)) => {
+            return p.error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        }
+        Err(monitoring_api::SwitchError::Internal(e)) => {
+            return p.error(StatusCode::INTERNAL_SERVER_ERROR, &e)
+        }
     }
-    tracing::warn!(enabled = m.enabled, reason = %m.reason, user = %p.session.user, "maintenance switched from the dashboard");
-    ui.app.exchange.monitor().set_maintenance(Some(m));
     super::redirect(&p.link("/ui/maintenance"), &[])
 }
 

@@ -364,6 +364,23 @@ async fn post_logout(State(ui): State<Arc<Ui>>, request: Request) -> Response {
     )
 }
 
+/// The dashboard's icon: every page links it, so that browsers do not ask for a
+/// `/favicon.ico` the gateway does not have. It may be cached; it holds nothing secret.
+async fn icon() -> Response {
+    const SVG: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">\
+<rect width=\"16\" height=\"16\" rx=\"3\" fill=\"#1a3d6d\"/>\
+<path d=\"M3 12V4l2.5 4L8 4v8M10 4h3M11.5 4v8\" stroke=\"#fff\" stroke-width=\"1.6\" fill=\"none\"/></svg>";
+    let mut r = secure(
+        ([(header::CONTENT_TYPE, "image/svg+xml")], SVG).into_response(),
+        "default-src 'none'",
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400"),
+    );
+    r
+}
+
 /// `/ui/…`: the dashboard, when `[dashboard] enabled`.
 pub fn router(app: Arc<AppState>) -> Router<Arc<AppState>> {
     let ui = Arc::new(Ui {
@@ -388,6 +405,7 @@ pub fn router(app: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/checkpoints", get(pages::checkpoints))
         .route("/reports", get(pages::reports))
         .route("/reports/evaluation", get(pages::evaluation))
+        .route("/icon.svg", get(icon))
         .with_state(ui)
 }
 

@@ -111,6 +111,7 @@ pub fn layout(
         .unwrap_or_default();
     format!(
         "<!DOCTYPE html>\n<html lang=\"{code}\"><head><meta charset=\"utf-8\">{refresh}\
+         <link rel=\"icon\" href=\"/ui/icon.svg\" type=\"image/svg+xml\">\
          <title>{title} — {app}</title><style nonce=\"{nonce}\">{CSS}</style></head><body>\
          <header><strong>{app}</strong>{nav}\
          <a id=\"lang-switch\" href=\"{switch}?lang={other_code}\">{other_label}</a></header>\

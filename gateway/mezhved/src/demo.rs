@@ -35,6 +35,10 @@ use tokio::sync::watch;
 
 pub const OPERATOR_TOKEN: &str = "demo-operator-token";
 pub const AUDITOR_TOKEN: &str = "demo-auditor-token";
+/// The demo's dashboard users (name, password): known, like the tokens, because the demo
+/// listens on loopback only and holds nothing but its own fictional region.
+pub const DASHBOARD_OPERATOR: (&str, &str) = ("demo-operator", "demo-operator-password");
+pub const DASHBOARD_AUDITOR: (&str, &str) = ("demo-auditor", "demo-auditor-password");
 const STATE_FILE: &str = "demo-state.json";
 
 #[derive(Debug, Clone, Args)]
@@ -204,6 +208,29 @@ fn write_gateway_config(
         name: "demo-auditor".into(),
         token_sha256: sha256_hex(AUDITOR_TOKEN),
     }];
+    // The dashboard over plain http on loopback, with sessions that last as long in real
+    // time as they would in a real region (the gateway measures them on region time).
+    let d = &mut c.dashboard;
+    d.enabled = true;
+    d.insecure_cookies = true;
+    d.session_idle_seconds = d.session_idle_seconds.saturating_mul(speed);
+    d.session_max_seconds = d.session_max_seconds.saturating_mul(speed);
+    let mut users = Vec::new();
+    for ((name, password), role) in [
+        (DASHBOARD_OPERATOR, "operator"),
+        (DASHBOARD_AUDITOR, "auditor"),
+    ] {
+        users.push(mezhved_http::config::DashboardUserConfig {
+            name: name.into(),
+            role: role.into(),
+            password_hash: mezhved_http::dashboard::auth::hash_password(
+                password,
+                mezhved_http::dashboard::auth::MIN_ITERATIONS,
+            )
+            .map_err(|e| e.to_string())?,
+        });
+    }
+    d.users = users;
     c.validate().map_err(|e| e.to_string())?;
     let path = dir.join("mezhved.toml");
     let body = format!(
@@ -447,7 +474,10 @@ async fn run_async(
         format!("  Registry          {base}/api/v1/registry   (Authorization: Bearer {OPERATOR_TOKEN})"),
         format!("  Health            {base}/health   ·   metrics {base}/metrics (Prometheus)"),
         format!("  Monitoring        {base}/api/v1/monitoring/systems   (operator token; alerts: /api/v1/monitoring/alerts)"),
-        "  Dashboard         the web dashboard is not built yet; the APIs above are what it will show".to_string(),
+        format!(
+            "  Dashboard         {base}/ui   (operator {} / {}, auditor {} / {})",
+            DASHBOARD_OPERATOR.0, DASHBOARD_OPERATOR.1, DASHBOARD_AUDITOR.0, DASHBOARD_AUDITOR.1
+        ),
         format!("  Adapters          {}", adapter_urls.iter().map(|(a, u)| format!("{} {u}/api/v1/stats", a.mnemonic)).collect::<Vec<_>>().join(" · ")),
         format!("  Data              {}   (e.g. mezhved journal verify -c {}/mezhved.toml)", dir.display(), dir.display()),
         "  Ctrl-C stops; the same command resumes.".to_string(),

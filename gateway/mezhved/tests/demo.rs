@@ -2,7 +2,7 @@
 //! time sped up so that deadlines pass): afterwards the journal holds the expected mix of
 //! outcomes, and what the gateway refused is exactly what the request stream made
 //! defective. Then the demo is resumed, stopped with SIGINT like Ctrl-C, and nothing was
-//! sent twice; the journal verifies.
+//! sent twice; the journal verifies. While it runs, its dashboard users log in.
 
 use mezhved_demo::{DemoAnswer, Population, Provider, Scenario};
 use rusqlite::{Connection, OpenFlags};
@@ -37,6 +37,75 @@ fn finish(child: std::process::Child) -> String {
     );
     assert!(out.status.success(), "demo failed: {text}");
     text
+}
+
+/// One plain HTTP/1.1 exchange (the demo listens on loopback without TLS): the status,
+/// the `Set-Cookie` name=value pairs and the body.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    cookies: &[String],
+    form: Option<&str>,
+) -> (u16, Vec<String>, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the demo");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let body = form.unwrap_or("");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if form.is_some() {
+        req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+    }
+    if !cookies.is_empty() {
+        req.push_str(&format!("Cookie: {}\r\n", cookies.join("; ")));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).expect("request");
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).expect("answer");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status");
+    let set = head
+        .lines()
+        .filter_map(|l| l.strip_prefix("set-cookie: "))
+        .map(|c| c.split(';').next().unwrap_or("").to_string())
+        .collect();
+    (status, set, body.to_string())
+}
+
+/// Logs in to the demo's dashboard as a user would, form and CSRF token included;
+/// answers the page the login leads to.
+fn dashboard_login(addr: &str, user: &str, password: &str) -> (String, Vec<String>) {
+    let (status, pre, page) = http(addr, "GET", "/ui/login?lang=en", &[], None);
+    assert_eq!(status, 200, "{page}");
+    let marker = "name=\"csrf\" value=\"";
+    let at = page.find(marker).expect("a CSRF field") + marker.len();
+    let csrf = &page[at..at + page[at..].find('"').expect("end")];
+    let form = format!("csrf={csrf}&lang=en&user={user}&password={password}");
+    let (status, session, page) = http(addr, "POST", "/ui/login", &pre, Some(&form));
+    assert_eq!(status, 303, "{user}: {page}");
+    assert!(
+        session.iter().any(|c| c.starts_with("mezhved_session=")),
+        "{session:?}"
+    );
+    let location = if user.contains("auditor") {
+        "/ui/journal?lang=en"
+    } else {
+        "/ui?lang=en"
+    };
+    let (status, _, page) = http(addr, "GET", location, &session, None);
+    assert_eq!(status, 200, "{user}: {page}");
+    (page, session)
 }
 
 fn query(db: &Path, sql: &str) -> i64 {
@@ -171,16 +240,61 @@ fn the_demo_shows_every_outcome_resumes_without_duplicates_and_its_journal_verif
         "{triple} of {accepted} fully registered"
     );
 
-    // Resume; stop it like Ctrl-C.
-    let child = demo(&dir, &["--speed", "60000", "--rate", "25"]);
-    std::thread::sleep(Duration::from_secs(8));
+    // Resume; its dashboard users log in while it runs; stop it like Ctrl-C.
+    let mut child = demo(&dir, &["--speed", "60000", "--rate", "25"]);
+    let stdout = child.stdout.take().expect("stdout");
+    let (found, dashboard) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut text = String::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.expect("demo output");
+            if let Some(rest) = line.trim().strip_prefix("Dashboard") {
+                let _ = found.send(rest.trim().to_string());
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    let line = dashboard
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the demo names its dashboard");
+    let addr = line
+        .strip_prefix("http://")
+        .and_then(|l| l.split_once("/ui"))
+        .map(|(a, _)| a.to_string())
+        .unwrap_or_else(|| panic!("a dashboard URL: {line}"));
+    for (user, password) in [
+        ("demo-operator", "demo-operator-password"),
+        ("demo-auditor", "demo-auditor-password"),
+    ] {
+        assert!(line.contains(user) && line.contains(password), "{line}");
+    }
+    let (overview, session) = dashboard_login(&addr, "demo-operator", "demo-operator-password");
+    for system in ["USZN_IS", "ZAGS_IS", "FNS_IS", "SFR_IS"] {
+        assert!(
+            overview.contains(&format!("data-system=\"{system}\" data-state=")),
+            "{system} on the overview: {overview}"
+        );
+    }
+    // Sessions last in real time, though the demo's region time runs 60 000x faster.
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, _, page) = http(&addr, "GET", "/ui/agencies?lang=en", &session, None);
+    assert_eq!(status, 200, "the operator's session outlived 3 s: {page}");
+    let (cards, _) = dashboard_login(&addr, "demo-auditor", "demo-auditor-password");
+    assert!(
+        cards.contains("data-card="),
+        "cards in the journal: {cards}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
     let pid = child.id().to_string();
     let killed = Command::new("kill")
         .args(["-INT", &pid])
         .status()
         .expect("kill");
     assert!(killed.success());
-    let text = finish(child);
+    let text = finish(child) + &reader.join().expect("reader");
     assert!(text.contains("resumed: run 2"), "{text}");
     let s2 = state(&dir);
     assert_eq!(s2["runs"], 2);

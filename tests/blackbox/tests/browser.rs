@@ -318,6 +318,19 @@ async fn the_operator_sees_a_silent_provider_turn_red_and_switches_maintenance()
         b.style(OP, &light, "background-color").await,
         "rgb(46, 125, 50)"
     );
+    // The region's traffic above the table: the poll and the send, the one waiting message.
+    assert_eq!(
+        b.attr(OP, "#traffic", "data-calls").await.as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        b.attr(OP, "#traffic", "data-pending").await.as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        b.attr(OP, "#lights", "data-red").await.as_deref(),
+        Some("0")
+    );
     b.screenshot(OP, "02-overview-green").await;
 
     // It stops polling; a quarter of an hour later the overview shows it red.
@@ -331,6 +344,10 @@ async fn the_operator_sees_a_silent_provider_turn_red_and_switches_maintenance()
     assert_eq!(
         b.style(OP, &light, "background-color").await,
         "rgb(198, 40, 40)"
+    );
+    assert_eq!(
+        b.attr(OP, "#lights", "data-red").await.as_deref(),
+        Some("1")
     );
     b.screenshot(OP, "03-overview-red").await;
     let at = b.follow(OP, &format!("{} a", row(PROVIDER))).await;

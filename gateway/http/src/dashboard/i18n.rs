@@ -147,6 +147,10 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("subject", "Объект", "Subject"),
     ("value", "Значение", "Value"),
     ("opened", "Открыто", "Opened"),
+    ("traffic", "Трафик", "Traffic"),
+    ("window_min", "за последние, мин", "in the last, min"),
+    ("waiting", "Ждут получения", "Waiting"),
+    ("lights", "Состояние систем", "Systems by state"),
 ];
 
 /// The label `key` in `lang`.

@@ -52,7 +52,8 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
 .light{display:inline-block;padding:0 .5em;border-radius:.6em;color:#fff;font-weight:bold}\
 .green{background:#2e7d32}.yellow{background:#f9a825;color:#222}.red{background:#c62828}\
 .error{color:#c62828;font-weight:bold}.ok{color:#2e7d32;font-weight:bold}\
-code{word-break:break-all}form.inline{display:inline}";
+code{word-break:break-all}form.inline{display:inline}\
+table.kv{margin:0}table.kv th{font-weight:normal;color:#555}";
 
 /// A whole page: header with navigation for the session's role, the language switch,
 /// and `body`. `refresh`: seconds of a `<meta http-equiv=refresh>`.
@@ -263,18 +264,51 @@ pub async fn overview(
             esc(&m.map(|m| m.reason).unwrap_or_default())
         );
     }
+    // Traffic and health of the whole region at a glance, above the per-system table.
+    let sum = |f: fn(&monitoring_api::SystemHealth) -> u64| o.systems.iter().map(f).sum::<u64>();
+    let lights = |l: Light| o.systems.iter().filter(|s| s.state == l).count();
     let _ = write!(
         b,
-        "<p>{}: <span id=\"overview-at\">{}</span></p><table id=\"systems\"><tr><th>{}</th><th>{}</th>\
-         <th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        "<p>{}: <span id=\"overview-at\">{}</span></p>\
+         <table id=\"traffic\" data-calls=\"{calls}\" data-faults=\"{faults}\" \
+         data-rejections=\"{rejections}\" data-pending=\"{pending}\" data-overdue=\"{overdue}\">\
+         <tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>\
+         <tr><td>{}</td><td>{calls}</td><td>{faults}</td><td>{rejections}</td><td>{pending}</td>\
+         <td>{overdue}</td><td id=\"lights\" data-green=\"{g}\" data-yellow=\"{y}\" data-red=\"{r}\">\
+         {lg} {g} · {ly} {y} · {lr} {r}</td></tr></table>",
         p.l("at"),
         esc(&o.at),
+        p.l("traffic"),
+        p.l("calls"),
+        p.l("errors"),
+        p.l("rejections"),
+        p.l("waiting"),
+        p.l("overdue"),
+        p.l("lights"),
+        format_args!("{} {}", p.l("window_min"), o.window_seconds / 60),
+        calls = sum(|s| s.calls),
+        faults = sum(|s| s.faults),
+        rejections = sum(|s| s.rejections),
+        pending = sum(|s| s.pending),
+        overdue = sum(|s| s.overdue),
+        g = lights(Light::Green),
+        y = lights(Light::Yellow),
+        r = lights(Light::Red),
+        lg = light(p.lang, Light::Green),
+        ly = light(p.lang, Light::Yellow),
+        lr = light(p.lang, Light::Red),
+    );
+    let _ = write!(
+        b,
+        "<table id=\"systems\"><tr><th>{}</th><th>{}</th>\
+         <th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
         p.l("system"),
         p.l("participant"),
         p.l("state"),
         p.l("rule"),
         p.l("queue"),
         p.l("last_poll"),
+        p.l("calls"),
         p.l("errors"),
         p.l("overdue"),
     );
@@ -283,7 +317,7 @@ pub async fn overview(
             b,
             "<tr data-system=\"{m}\" data-state=\"{state}\"><td><a href=\"{href}\">{m}</a> {name}</td>\
              <td>{part}</td><td>{light}</td><td>{rule}</td><td>{pending}</td><td>{poll}</td>\
-             <td>{faults}</td><td>{overdue}</td></tr>",
+             <td>{calls}</td><td>{faults}</td><td>{overdue}</td></tr>",
             m = esc(&s.mnemonic),
             state = light_class(s.state),
             href = esc(&p.link(&format!("/ui/systems/{}", url(&s.mnemonic)))),
@@ -293,12 +327,46 @@ pub async fn overview(
             rule = esc(&s.rule),
             pending = s.pending,
             poll = opt(s.last_poll_at.as_deref()),
+            calls = s.calls,
             faults = s.faults,
             overdue = s.overdue,
         );
     }
     b.push_str("</table>");
     p.render(t(p.lang, "overview"), "/ui", &b, Some(10))
+}
+
+/// A card's JSON as nested tables an auditor can read: objects as key/value rows (the
+/// card's nine items, the legal basis, the official), arrays as numbered rows, values as
+/// code. Everything is escaped.
+fn value_html(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(map) if !map.is_empty() => {
+            out.push_str("<table class=\"kv\">");
+            for (k, v) in map {
+                let _ = write!(out, "<tr><th>{}</th><td>", esc(k));
+                value_html(v, out);
+                out.push_str("</td></tr>");
+            }
+            out.push_str("</table>");
+        }
+        Value::Array(items) if !items.is_empty() => {
+            out.push_str("<table class=\"kv\">");
+            for (i, v) in items.iter().enumerate() {
+                let _ = write!(out, "<tr><th>{}</th><td>", i + 1);
+                value_html(v, out);
+                out.push_str("</td></tr>");
+            }
+            out.push_str("</table>");
+        }
+        Value::String(s) => {
+            let _ = write!(out, "<code>{}</code>", esc(s));
+        }
+        Value::Null => out.push('—'),
+        other => {
+            let _ = write!(out, "<code>{}</code>", esc(&other.to_string()));
+        }
+    }
 }
 
 fn light_class(l: Light) -> &'static str {
@@ -921,18 +989,10 @@ pub async fn card(
     };
     let mut b = String::from("<table id=\"card\">");
     if let Value::Object(map) = journal_api::card_json(&card) {
-        for (k, v) in map {
-            let v = match v {
-                Value::String(s) => s,
-                Value::Null => "—".into(),
-                other => other.to_string(),
-            };
-            let _ = write!(
-                b,
-                "<tr data-field=\"{k}\"><th>{k}</th><td><code>{}</code></td></tr>",
-                esc(&v),
-                k = esc(&k)
-            );
+        for (k, v) in &map {
+            let _ = write!(b, "<tr data-field=\"{k}\"><th>{k}</th><td>", k = esc(k));
+            value_html(v, &mut b);
+            b.push_str("</td></tr>");
         }
     }
     let _ = write!(

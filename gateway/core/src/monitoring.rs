@@ -207,19 +207,157 @@ pub struct Assessment {
     pub rule: String,
     /// Every rule that fired (the deciding one first).
     pub reasons: Vec<String>,
+    /// The same rules as values, worst first, for texts in other languages.
+    #[serde(skip)]
+    pub findings: Vec<(Light, Finding)>,
 }
+
+/// One rule that fired, with what it measured: the English text of the REST answers and
+/// alerts and the Russian text of the dashboard are both made from it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finding {
+    /// Queued messages and no Get… call for `silent_ms` (`since_start`: none since the
+    /// gateway started, and the queue has aged that long).
+    NoPoll {
+        silent_ms: i64,
+        since_start: bool,
+        pending: u64,
+    },
+    QueueAge {
+        age_ms: i64,
+        limit_ms: i64,
+    },
+    CertificateExpired,
+    CertificateExpiring {
+        days: i64,
+        warn_days: i64,
+    },
+    ErrorRate {
+        rate: f64,
+        calls: u64,
+    },
+    Overdue {
+        count: u64,
+    },
+}
+
+impl Finding {
+    pub fn english(&self) -> String {
+        match self {
+            Finding::NoPoll {
+                silent_ms,
+                since_start,
+                pending,
+            } => {
+                let waiting = plural(*pending, "message waits", "messages wait");
+                if *since_start {
+                    format!(
+                        "no poll since the gateway started ({}) while {waiting}",
+                        human_duration(*silent_ms)
+                    )
+                } else {
+                    format!("no poll for {} while {waiting}", human_duration(*silent_ms))
+                }
+            }
+            Finding::QueueAge { age_ms, limit_ms } => format!(
+                "the oldest message has waited {} (limit {})",
+                human_duration(*age_ms),
+                human_duration(*limit_ms)
+            ),
+            Finding::CertificateExpired => "a registered certificate has expired".into(),
+            Finding::CertificateExpiring { days, warn_days } => format!(
+                "a registered certificate expires in {days} days (warning below {warn_days})"
+            ),
+            Finding::ErrorRate { rate, calls } => {
+                format!("{:.0}% of {calls} calls faulted", rate * 100.0)
+            }
+            Finding::Overdue { count } => {
+                plural(*count, "request is overdue", "requests are overdue")
+            }
+        }
+    }
+
+    /// The dashboard's Russian text (numbers after a colon, so no plural forms are needed).
+    pub fn russian(&self) -> String {
+        match self {
+            Finding::NoPoll {
+                silent_ms,
+                since_start,
+                pending,
+            } => {
+                if *since_start {
+                    format!(
+                        "нет опроса с запуска шлюза ({}), сообщений в очереди: {pending}",
+                        human_duration_ru(*silent_ms)
+                    )
+                } else {
+                    format!(
+                        "нет опроса {}, сообщений в очереди: {pending}",
+                        human_duration_ru(*silent_ms)
+                    )
+                }
+            }
+            Finding::QueueAge { age_ms, limit_ms } => format!(
+                "старейшее сообщение ждёт {} (предел {})",
+                human_duration_ru(*age_ms),
+                human_duration_ru(*limit_ms)
+            ),
+            Finding::CertificateExpired => "истёк зарегистрированный сертификат".into(),
+            Finding::CertificateExpiring { days, warn_days } => format!(
+                "до истечения зарегистрированного сертификата дней: {days} (предупреждение при менее чем {warn_days})"
+            ),
+            Finding::ErrorRate { rate, calls } => {
+                format!("ошибкой завершились {:.0}% из вызовов: {calls}", rate * 100.0)
+            }
+            Finding::Overdue { count } => format!("просрочено запросов: {count}"),
+        }
+    }
+}
+
+impl Light {
+    pub fn english(self) -> &'static str {
+        match self {
+            Light::Green => "green",
+            Light::Yellow => "yellow",
+            Light::Red => "red",
+        }
+    }
+
+    pub fn russian(self) -> &'static str {
+        match self {
+            Light::Green => "зелёный",
+            Light::Yellow => "жёлтый",
+            Light::Red => "красный",
+        }
+    }
+}
+
+/// What a green light says, in English and Russian.
+pub const ALL_WELL: (&str, &str) = (
+    "polling, queue, certificates, errors and deadlines within limits",
+    "опрос, очередь, сертификаты, ошибки и сроки в норме",
+);
 
 /// `95 s` → `1 min 35 s`, `3 h 2 min`, `2 d 4 h`: the way an operator reads an age.
 pub fn human_duration(ms: i64) -> String {
+    duration_in(ms, ["s", "min", "h", "d"])
+}
+
+/// [`human_duration`] with Russian units: `1 мин 35 с`, `3 ч 2 мин`, `2 сут 4 ч`.
+pub fn human_duration_ru(ms: i64) -> String {
+    duration_in(ms, ["с", "мин", "ч", "сут"])
+}
+
+fn duration_in(ms: i64, [sec, min, hour, day]: [&str; 4]) -> String {
     let s = ms.max(0) / 1000;
     match s {
-        0..=59 => format!("{s} s"),
-        60..=3599 if s % 60 == 0 => format!("{} min", s / 60),
-        60..=3599 => format!("{} min {} s", s / 60, s % 60),
-        3600..=86_399 if (s % 3600) / 60 == 0 => format!("{} h", s / 3600),
-        3600..=86_399 => format!("{} h {} min", s / 3600, (s % 3600) / 60),
-        _ if (s % 86_400) / 3600 == 0 => format!("{} d", s / 86_400),
-        _ => format!("{} d {} h", s / 86_400, (s % 86_400) / 3600),
+        0..=59 => format!("{s} {sec}"),
+        60..=3599 if s % 60 == 0 => format!("{} {min}", s / 60),
+        60..=3599 => format!("{} {min} {} {sec}", s / 60, s % 60),
+        3600..=86_399 if (s % 3600) / 60 == 0 => format!("{} {hour}", s / 3600),
+        3600..=86_399 => format!("{} {hour} {} {min}", s / 3600, (s % 3600) / 60),
+        _ if (s % 86_400) / 3600 == 0 => format!("{} {day}", s / 86_400),
+        _ => format!("{} {day} {} {hour}", s / 86_400, (s % 86_400) / 3600),
     }
 }
 
@@ -234,98 +372,106 @@ pub fn error_rate(calls: u64, faults: u64) -> Option<f64> {
 
 /// The traffic light of one system or (system, kind).
 pub fn assess(m: &Measures, t: &Thresholds) -> Assessment {
-    let mut found: Vec<(Light, String)> = Vec::new();
-    let waiting = plural(m.pending, "message waits", "messages wait");
+    let mut found: Vec<(Light, Finding)> = Vec::new();
     if m.pending > 0 {
         // Not polled for a while, or never since the start while the queue has aged as long.
         let silent_ms = m
             .poll_age_ms
             .or(m.oldest_pending_age_ms.filter(|_| m.poll_age_ms.is_none()));
         if let Some(silent) = silent_ms {
-            let what = if m.poll_age_ms.is_some() {
-                format!("no poll for {}", human_duration(silent))
-            } else {
-                format!(
-                    "no poll since the gateway started ({})",
-                    human_duration(silent)
-                )
+            let f = Finding::NoPoll {
+                silent_ms: silent,
+                since_start: m.poll_age_ms.is_none(),
+                pending: m.pending,
             };
             if silent >= t.poll_red_ms {
-                found.push((Light::Red, format!("red: {what} while {waiting}")));
+                found.push((Light::Red, f));
             } else if silent >= t.poll_yellow_ms {
-                found.push((Light::Yellow, format!("yellow: {what} while {waiting}")));
+                found.push((Light::Yellow, f));
             }
         }
         if let Some(age) = m.oldest_pending_age_ms {
             if age >= t.queue_age_red_ms {
                 found.push((
                     Light::Red,
-                    format!(
-                        "red: the oldest message has waited {} (limit {})",
-                        human_duration(age),
-                        human_duration(t.queue_age_red_ms)
-                    ),
+                    Finding::QueueAge {
+                        age_ms: age,
+                        limit_ms: t.queue_age_red_ms,
+                    },
                 ));
             } else if age >= t.queue_age_yellow_ms {
                 found.push((
                     Light::Yellow,
-                    format!(
-                        "yellow: the oldest message has waited {} (limit {})",
-                        human_duration(age),
-                        human_duration(t.queue_age_yellow_ms)
-                    ),
+                    Finding::QueueAge {
+                        age_ms: age,
+                        limit_ms: t.queue_age_yellow_ms,
+                    },
                 ));
             }
         }
     }
     if let Some(days) = m.certificate_days_left {
         if days < 0 {
-            found.push((
-                Light::Red,
-                "red: a registered certificate has expired".into(),
-            ));
+            found.push((Light::Red, Finding::CertificateExpired));
         } else if days < t.certificate_warn_days {
             found.push((
                 Light::Yellow,
-                format!(
-                    "yellow: a registered certificate expires in {days} days (warning below {})",
-                    t.certificate_warn_days
-                ),
+                Finding::CertificateExpiring {
+                    days,
+                    warn_days: t.certificate_warn_days,
+                },
             ));
         }
     }
     if m.calls >= t.error_rate_min_calls {
         if let Some(rate) = error_rate(m.calls, m.faults) {
-            let text = format!("{:.0}% of {} calls faulted", rate * 100.0, m.calls);
+            let f = Finding::ErrorRate {
+                rate,
+                calls: m.calls,
+            };
             if rate >= t.error_rate_red {
-                found.push((Light::Red, format!("red: {text}")));
+                found.push((Light::Red, f));
             } else if rate >= t.error_rate_yellow {
-                found.push((Light::Yellow, format!("yellow: {text}")));
+                found.push((Light::Yellow, f));
             }
         }
     }
     if m.overdue > 0 {
-        let text = plural(m.overdue, "request is overdue", "requests are overdue");
+        let f = Finding::Overdue { count: m.overdue };
         if m.overdue >= t.overdue_red {
-            found.push((Light::Red, format!("red: {text}")));
+            found.push((Light::Red, f));
         } else if m.overdue >= t.overdue_yellow {
-            found.push((Light::Yellow, format!("yellow: {text}")));
+            found.push((Light::Yellow, f));
         }
     }
     // Worst first; among equals, the order above (polling, queue, certificate, errors,
     // overdue) — the most actionable cause first.
     found.sort_by_key(|f| std::cmp::Reverse(f.0));
+    let reasons: Vec<String> = found
+        .iter()
+        .map(|(l, f)| format!("{}: {}", l.english(), f.english()))
+        .collect();
     match found.first() {
         None => Assessment {
             state: Light::Green,
-            rule: "green: polling, queue, certificates, errors and deadlines within limits".into(),
-            reasons: Vec::new(),
+            rule: format!("green: {}", ALL_WELL.0),
+            reasons,
+            findings: found,
         },
-        Some((state, rule)) => Assessment {
+        Some((state, _)) => Assessment {
             state: *state,
-            rule: rule.clone(),
-            reasons: found.iter().map(|(_, r)| r.clone()).collect(),
+            rule: reasons[0].clone(),
+            reasons,
+            findings: found,
         },
+    }
+}
+
+/// The rule of an assessment in Russian (the dashboard's `?lang=ru`).
+pub fn rule_russian(state: Light, findings: &[(Light, Finding)]) -> String {
+    match findings.first() {
+        None => format!("{}: {}", state.russian(), ALL_WELL.1),
+        Some((l, f)) => format!("{}: {}", l.russian(), f.russian()),
     }
 }
 
@@ -607,6 +753,39 @@ mod tests {
         assert_eq!(percentile(&mut v, 95), Some(95));
         assert_eq!(percentile(&mut [7], 95), Some(7));
         assert_eq!(percentile(&mut [], 50), None);
+    }
+
+    #[test]
+    fn the_rules_read_in_russian_too() {
+        let t = Thresholds::default();
+        let silent = Measures {
+            pending: 3,
+            poll_age_ms: Some(16 * 60_000),
+            oldest_pending_age_ms: Some(61 * 60_000),
+            ..Measures::default()
+        };
+        let a = assess(&silent, &t);
+        assert_eq!(
+            rule_russian(a.state, &a.findings),
+            "красный: нет опроса 16 мин, сообщений в очереди: 3"
+        );
+        assert_eq!(
+            a.findings[1].1.russian(),
+            "старейшее сообщение ждёт 1 ч 1 мин (предел 1 ч)"
+        );
+        let well = assess(&Measures::default(), &t);
+        assert_eq!(
+            rule_russian(well.state, &well.findings),
+            "зелёный: опрос, очередь, сертификаты, ошибки и сроки в норме"
+        );
+        assert_eq!(
+            human_duration_ru(2 * 86_400_000 + 4 * 3_600_000),
+            "2 сут 4 ч"
+        );
+        // Every English reason is its finding's English text.
+        for ((l, f), r) in a.findings.iter().zip(&a.reasons) {
+            assert_eq!(*r, format!("{}: {}", l.english(), f.english()));
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use mezhved_core::clock::{from_ms, to_ms, xs_datetime};
 use mezhved_core::monitoring::{
-    assess, certificate_days_left, percentile, Assessment, Light, Maintenance, Measures,
+    assess, certificate_days_left, percentile, Assessment, Finding, Light, Maintenance, Measures,
 };
 use mezhved_store::{MonitoringSnapshot, NewEvent};
 use serde::{Deserialize, Serialize};
@@ -71,6 +71,9 @@ pub struct KindHealth {
     pub state: Light,
     pub rule: String,
     pub reasons: Vec<String>,
+    /// The rules that fired, as values (the dashboard's Russian texts).
+    #[serde(skip)]
+    pub findings: Vec<(Light, Finding)>,
     pub pending: u64,
     pub oldest_pending_at: Option<String>,
     pub oldest_pending_age_seconds: Option<i64>,
@@ -87,6 +90,9 @@ pub struct SystemHealth {
     pub state: Light,
     pub rule: String,
     pub reasons: Vec<String>,
+    /// The rules that fired, as values (the dashboard's Russian texts).
+    #[serde(skip)]
+    pub findings: Vec<(Light, Finding)>,
     pub last_poll_at: Option<String>,
     pub last_poll_age_seconds: Option<i64>,
     pub last_success_at: Option<String>,
@@ -217,6 +223,7 @@ pub async fn overview(state: &AppState, now_ms: i64) -> Result<Overview, Problem
                 state,
                 rule,
                 reasons,
+                findings,
             } = assess(&measures, &thresholds);
             pending += acc.pending;
             overdue += acc.overdue;
@@ -233,6 +240,7 @@ pub async fn overview(state: &AppState, now_ms: i64) -> Result<Overview, Problem
                 state,
                 rule,
                 reasons,
+                findings,
                 pending: acc.pending,
                 oldest_pending_at: acc.oldest.map(time),
                 oldest_pending_age_seconds: age(acc.oldest).map(|a| a / 1000),
@@ -258,6 +266,7 @@ pub async fn overview(state: &AppState, now_ms: i64) -> Result<Overview, Problem
             state: a.state,
             rule: a.rule,
             reasons: a.reasons,
+            findings: a.findings,
             last_poll_at: activity.last_poll_ms.map(time),
             last_poll_age_seconds: poll_age_ms.map(|a| a / 1000),
             last_success_at: activity.last_success_ms.map(time),

@@ -363,6 +363,13 @@ async fn the_operator_sees_a_silent_provider_turn_red_and_switches_maintenance()
     let rule = b.text(OP, "#system").await;
     assert!(rule.contains("no poll for 16 min"), "{rule}");
     b.screenshot(OP, "04-system-red").await;
+    // The same page in Russian: the labels and the rule itself.
+    let at = b.follow(OP, "#lang-switch").await;
+    assert!(at.at.contains("lang=ru"), "{at:?}");
+    let rule = b.text(OP, "#system-rule").await;
+    assert_eq!(rule, "красный: нет опроса 16 мин, сообщений в очереди: 1");
+    assert_eq!(b.text(OP, "[data-light]").await, "красный");
+    b.screenshot(OP, "05-system-red-ru").await;
 
     // Maintenance on from its page: the SOAP endpoint refuses calls, the overview says so.
     let at = b.follow(OP, "[data-test=nav-maintenance]").await;
@@ -385,7 +392,7 @@ async fn the_operator_sees_a_silent_provider_turn_red_and_switches_maintenance()
     );
     let shown = b.text(OP, "main").await;
     assert!(shown.contains("Upgrade of the store <tonight>"), "{shown}");
-    b.screenshot(OP, "05-maintenance-on").await;
+    b.screenshot(OP, "06-maintenance-on").await;
     let refused = gw
         .consumer()
         .call(client::send_request(&gw.birth_request("in maintenance")))
@@ -393,7 +400,7 @@ async fn the_operator_sees_a_silent_provider_turn_red_and_switches_maintenance()
     assert_eq!(refused.status, 503, "{}", refused.text());
     b.goto(OP, "/ui?lang=en").await;
     assert!(b.visible(OP, "#maintenance-banner").await);
-    b.screenshot(OP, "06-overview-maintenance").await;
+    b.screenshot(OP, "07-overview-maintenance").await;
 
     // And off again: calls are taken.
     b.goto(OP, "/ui/maintenance?lang=en").await;

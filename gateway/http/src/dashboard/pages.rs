@@ -9,7 +9,7 @@ use crate::monitoring_api::{self, SystemHealth};
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use mezhved_core::monitoring::{Light, Maintenance};
+use mezhved_core::monitoring::{Finding, Light, Maintenance};
 use mezhved_journal::merkle;
 use mezhved_store::journal::{hex, uuid_text};
 use serde_json::{json, Value};
@@ -157,12 +157,8 @@ pub fn login(lang: Lang, nonce: &str, csrf: &str, error: Option<&str>) -> String
 }
 
 fn light(lang: Lang, l: Light) -> String {
-    let (class, ru, en) = match l {
-        Light::Green => ("green", "зелёный", "green"),
-        Light::Yellow => ("yellow", "жёлтый", "yellow"),
-        Light::Red => ("red", "красный", "red"),
-    };
-    let label = if lang == Lang::Ru { ru } else { en };
+    let class = l.english();
+    let label = if lang == Lang::Ru { l.russian() } else { class };
     format!("<span class=\"light {class}\" data-light=\"{class}\">{label}</span>")
 }
 
@@ -232,6 +228,27 @@ impl Page {
 
     fn link(&self, path: &str) -> String {
         format!("{path}?lang={}", self.lang.code())
+    }
+
+    /// The deciding rule of a light in the page's language, escaped (the REST answers and
+    /// alerts carry the English one).
+    fn rule(&self, state: Light, english: &str, findings: &[(Light, Finding)]) -> String {
+        match self.lang {
+            Lang::En => esc(english),
+            Lang::Ru => esc(&mezhved_core::monitoring::rule_russian(state, findings)),
+        }
+    }
+
+    /// The rules that fired besides the deciding one, in the page's language, escaped.
+    fn other_reasons(&self, findings: &[(Light, Finding)]) -> Vec<String> {
+        findings
+            .iter()
+            .skip(1)
+            .map(|(l, f)| match self.lang {
+                Lang::En => esc(&format!("{}: {}", l.english(), f.english())),
+                Lang::Ru => esc(&format!("{}: {}", l.russian(), f.russian())),
+            })
+            .collect()
     }
 }
 
@@ -324,7 +341,7 @@ pub async fn overview(
             name = esc(&s.name),
             part = esc(&s.participant),
             light = light(p.lang, s.state),
-            rule = esc(&s.rule),
+            rule = p.rule(s.state, &s.rule, &s.findings),
             pending = s.pending,
             poll = opt(s.last_poll_at.as_deref()),
             calls = s.calls,
@@ -370,11 +387,7 @@ fn value_html(v: &Value, out: &mut String) {
 }
 
 fn light_class(l: Light) -> &'static str {
-    match l {
-        Light::Green => "green",
-        Light::Yellow => "yellow",
-        Light::Red => "red",
-    }
+    l.english()
 }
 
 pub async fn system(
@@ -416,14 +429,21 @@ fn system_body(p: &Page, s: &SystemHealth) -> String {
                 light(p.lang, s.state)
             ),
         ),
-        (
-            "rule",
+        ("rule", {
+            let others = p.other_reasons(&s.findings);
             format!(
-                "<span id=\"system-rule\">{}</span> {}",
-                esc(&s.rule),
-                esc(&s.reasons.join("; "))
-            ),
-        ),
+                "<span id=\"system-rule\">{}</span>{}",
+                p.rule(s.state, &s.rule, &s.findings),
+                if others.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "<ul id=\"system-reasons\"><li>{}</li></ul>",
+                        others.join("</li><li>")
+                    )
+                }
+            )
+        }),
         ("queue", s.pending.to_string()),
         ("oldest", opt(s.oldest_pending_at.as_deref())),
         ("last_poll", opt(s.last_poll_at.as_deref())),
@@ -466,7 +486,7 @@ fn system_body(p: &Page, s: &SystemHealth) -> String {
                 "consumer"
             }),
             light(p.lang, k.state),
-            esc(&k.rule),
+            p.rule(k.state, &k.rule, &k.findings),
             k.pending,
             k.overdue,
             opt(k.response_time.p95_ms),

@@ -296,17 +296,28 @@ impl Exchange {
             span,
         )
         .await;
-        // Monitoring (docs/monitoring.md): any Get… call is a poll; a refused
-        // SendRequest/SendResponse is a rejection (journaled as `message.rejected`).
+        // Monitoring (docs/monitoring.md): any Get… call is a poll; an answered
+        // GetRequest/GetResponse drains its queue for the kind it selects (or every kind);
+        // a refused SendRequest/SendResponse is a rejection (journaled as
+        // `message.rejected`).
         {
-            use crate::monitoring::Outcome;
-            let poll = matches!(
-                op,
-                Operation::GetRequest
-                    | Operation::GetResponse
-                    | Operation::GetStatus
-                    | Operation::GetIncomingQueueStatistics
-            );
+            use crate::monitoring::{Outcome, Poll};
+            let text = |name: &str| {
+                first_child(&doc, caller.block, BASIC_NS, name).map(|e| text_of(&doc, e))
+            };
+            let selected;
+            let poll = match op {
+                Operation::GetRequest | Operation::GetResponse => {
+                    selected = text("NamespaceURI").zip(text("RootElementLocalName"));
+                    Poll::Drain(
+                        selected
+                            .as_ref()
+                            .map(|(ns, root)| (ns.as_str(), root.as_str())),
+                    )
+                }
+                Operation::GetStatus | Operation::GetIncomingQueueStatistics => Poll::Look,
+                _ => Poll::No,
+            };
             let outcome = match &result {
                 Ok(_) => Outcome::Ok,
                 Err(_) if matches!(op, Operation::SendRequest | Operation::SendResponse) => {

@@ -25,11 +25,71 @@ pub enum Outcome {
     Rejected,
 }
 
+/// How many kinds' last drains are kept per system: a GetResponse may select any
+/// namespace and root, so the map is bounded (the least recent falls off).
+const KIND_DRAINS_PER_SYSTEM: usize = 256;
+
+/// What a call does for the polling rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Poll<'a> {
+    /// Not a Get… call.
+    No,
+    /// GetStatus or GetIncomingQueueStatistics: the system is alive, but no queue is
+    /// drained by it.
+    Look,
+    /// GetRequest or GetResponse: drains every kind (`None`) or the selected one.
+    Drain(Option<(&'a str, &'a str)>),
+}
+
 #[derive(Debug, Default, Clone)]
 struct Activity {
     last_poll_ms: Option<i64>,
     last_success_ms: Option<i64>,
     outcomes: VecDeque<(i64, Outcome)>,
+    drains: Drains,
+}
+
+/// When a system last drained its queues: without a selector (every kind) and per kind
+/// selected. Only answered GetRequest/GetResponse calls count.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Drains {
+    pub every_kind_ms: Option<i64>,
+    pub kinds: HashMap<(String, String), i64>,
+}
+
+impl Drains {
+    /// The last drain that took messages of this kind.
+    pub fn covering(&self, namespace: &str, root: &str) -> Option<i64> {
+        let selected = self
+            .kinds
+            .get(&(namespace.to_string(), root.to_string()))
+            .copied();
+        self.every_kind_ms.max(selected)
+    }
+
+    fn record(&mut self, selector: Option<(&str, &str)>, now_ms: i64) {
+        match selector {
+            None => self.every_kind_ms = Some(now_ms),
+            Some((ns, root)) => {
+                if let Some(at) = self.kinds.get_mut(&(ns.to_string(), root.to_string())) {
+                    *at = now_ms;
+                    return;
+                }
+                if self.kinds.len() >= KIND_DRAINS_PER_SYSTEM {
+                    if let Some(oldest) = self
+                        .kinds
+                        .iter()
+                        .min_by_key(|(_, at)| **at)
+                        .map(|(k, _)| k.clone())
+                    {
+                        self.kinds.remove(&oldest);
+                    }
+                }
+                self.kinds
+                    .insert((ns.to_string(), root.to_string()), now_ms);
+            }
+        }
+    }
 }
 
 /// The operator's maintenance switch as the exchange sees it.
@@ -61,8 +121,10 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// Records an authenticated call of `system`: `poll` for any Get… call.
-    pub fn record(&self, system: &str, poll: bool, outcome: Outcome, now_ms: i64) {
+    /// Records an authenticated call of `system`. Any Get… call is a poll (the system is
+    /// alive); an answered GetRequest/GetResponse also drains its queue, for every kind or
+    /// the selected one.
+    pub fn record(&self, system: &str, poll: Poll<'_>, outcome: Outcome, now_ms: i64) {
         let Ok(mut map) = self.activity.lock() else {
             return;
         };
@@ -70,8 +132,11 @@ impl Monitor {
             Some(a) => a,
             None => map.entry(system.to_string()).or_default(),
         };
-        if poll {
+        if poll != Poll::No {
             a.last_poll_ms = Some(now_ms);
+        }
+        if let (Poll::Drain(selector), Outcome::Ok) = (poll, outcome) {
+            a.drains.record(selector, now_ms);
         }
         if outcome == Outcome::Ok {
             a.last_success_ms = Some(now_ms);
@@ -110,6 +175,13 @@ impl Monitor {
             }
         }
         s
+    }
+
+    /// When `system` last drained its queues, per kind; `None` if this node has seen no
+    /// call of it since it started.
+    pub fn drains(&self, system: &str) -> Option<Drains> {
+        let map = self.activity.lock().ok()?;
+        map.get(system).map(|a| a.drains.clone())
     }
 
     /// Every system's last poll and last success, for a flush to the store.
@@ -840,9 +912,9 @@ mod tests {
     #[test]
     fn the_monitor_keeps_polls_successes_and_windowed_rates() {
         let m = Monitor::default();
-        m.record("A", true, Outcome::Ok, 1_000);
-        m.record("A", false, Outcome::Rejected, 2_000);
-        m.record("A", false, Outcome::Fault, 3_000);
+        m.record("A", Poll::Look, Outcome::Ok, 1_000);
+        m.record("A", Poll::No, Outcome::Rejected, 2_000);
+        m.record("A", Poll::No, Outcome::Fault, 3_000);
         let s = m.summary("A", 0);
         assert_eq!(
             (
@@ -870,5 +942,45 @@ mod tests {
         }));
         assert!(m.maintenance().is_none());
         assert!(m.maintenance_setting().is_some());
+    }
+
+    #[test]
+    fn drains_cover_every_kind_or_the_selected_one_and_stay_bounded() {
+        let m = Monitor::default();
+        assert_eq!(m.drains("P"), None);
+        // Looking at statuses keeps a system alive but drains nothing.
+        m.record("P", Poll::Look, Outcome::Ok, 1_000);
+        let d = m.drains("P").expect("seen");
+        assert_eq!(d.covering("ns", "A"), None);
+        // A selected drain covers its kind only; a failed one covers nothing.
+        m.record("P", Poll::Drain(Some(("ns", "A"))), Outcome::Ok, 2_000);
+        m.record("P", Poll::Drain(Some(("ns", "B"))), Outcome::Fault, 2_500);
+        let d = m.drains("P").expect("seen");
+        assert_eq!(d.covering("ns", "A"), Some(2_000));
+        assert_eq!(d.covering("ns", "B"), None);
+        // An unselected drain covers every kind; a later selected one moves its kind on.
+        m.record("P", Poll::Drain(None), Outcome::Ok, 3_000);
+        m.record("P", Poll::Drain(Some(("ns", "A"))), Outcome::Ok, 4_000);
+        let d = m.drains("P").expect("seen");
+        assert_eq!(d.covering("ns", "A"), Some(4_000));
+        assert_eq!(d.covering("ns", "B"), Some(3_000));
+        assert_eq!(m.summary("P", 0).last_poll_ms, Some(4_000));
+        // Any number of selectors keeps at most the bound, the most recent ones.
+        for i in 0..1_000 {
+            m.record(
+                "P",
+                Poll::Drain(Some(("junk", &i.to_string()))),
+                Outcome::Ok,
+                10_000 + i,
+            );
+        }
+        let d = m.drains("P").expect("seen");
+        assert_eq!(d.kinds.len(), KIND_DRAINS_PER_SYSTEM);
+        assert_eq!(d.covering("junk", "999"), Some(10_999));
+        assert_eq!(
+            d.covering("junk", "0"),
+            Some(3_000),
+            "fell off: every-kind drain"
+        );
     }
 }

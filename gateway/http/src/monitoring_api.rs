@@ -74,6 +74,9 @@ pub struct KindHealth {
     /// The rules that fired, as values (the dashboard's Russian texts).
     #[serde(skip)]
     pub findings: Vec<(Light, Finding)>,
+    /// The last GetRequest/GetResponse that took this kind's messages (selecting it, or
+    /// none), as this node saw it or the stored last poll.
+    pub last_drain_at: Option<String>,
     pub pending: u64,
     pub oldest_pending_at: Option<String>,
     pub oldest_pending_age_seconds: Option<i64>,
@@ -197,7 +200,20 @@ pub async fn overview(state: &AppState, now_ms: i64) -> Result<Overview, Problem
             .iter()
             .filter_map(|pem| certificate_days_left(pem.as_bytes(), now_ms))
             .min();
-        let poll_age_ms = age(activity.last_poll_ms);
+        // The polling rule looks at drains: when a GetRequest/GetResponse last took this
+        // kind's messages (a GetStatus keeps nothing moving). A node that has not seen the
+        // system since it started falls back to the stored last poll (another node's, or
+        // from before the restart).
+        let drains = monitor.drains(&s.mnemonic);
+        let stored_poll = stored
+            .get(s.mnemonic.as_str())
+            .and_then(|a| a.last_poll_at_ms);
+        let covering = |ns: &str, root: &str| match &drains {
+            Some(d) => d.covering(ns, root),
+            None => stored_poll,
+        };
+        // The system's own silence: that of its most neglected kind with messages waiting.
+        let mut silent: Option<Option<i64>> = None;
         let mut kind_reports = Vec::new();
         let (mut pending, mut oldest, mut overdue, mut times) =
             (0u64, None::<i64>, 0u64, Vec::new());
@@ -211,6 +227,15 @@ pub async fn overview(state: &AppState, now_ms: i64) -> Result<Overview, Problem
                 .iter()
                 .find(|k| k.namespace == *ns && k.root_element == *root);
             let provider = registered.is_some_and(|k| k.provider_system == s.mnemonic);
+            let drained = covering(ns, root);
+            let poll_age_ms = age(drained);
+            if acc.pending > 0 {
+                silent = Some(match (silent, poll_age_ms) {
+                    (Some(None), _) | (_, None) => None,
+                    (Some(Some(a)), Some(b)) => Some(a.max(b)),
+                    (None, b) => b,
+                });
+            }
             let measures = Measures {
                 pending: acc.pending,
                 oldest_pending_age_ms: age(acc.oldest),
@@ -241,6 +266,7 @@ pub async fn overview(state: &AppState, now_ms: i64) -> Result<Overview, Problem
                 rule,
                 reasons,
                 findings,
+                last_drain_at: drained.map(time),
                 pending: acc.pending,
                 oldest_pending_at: acc.oldest.map(time),
                 oldest_pending_age_seconds: age(acc.oldest).map(|a| a / 1000),
@@ -251,7 +277,7 @@ pub async fn overview(state: &AppState, now_ms: i64) -> Result<Overview, Problem
         let measures = Measures {
             pending,
             oldest_pending_age_ms: age(oldest),
-            poll_age_ms,
+            poll_age_ms: silent.unwrap_or_else(|| age(activity.last_poll_ms)),
             calls: activity.calls,
             faults: activity.faults,
             overdue,
@@ -268,7 +294,7 @@ pub async fn overview(state: &AppState, now_ms: i64) -> Result<Overview, Problem
             reasons: a.reasons,
             findings: a.findings,
             last_poll_at: activity.last_poll_ms.map(time),
-            last_poll_age_seconds: poll_age_ms.map(|a| a / 1000),
+            last_poll_age_seconds: age(activity.last_poll_ms).map(|a| a / 1000),
             last_success_at: activity.last_success_ms.map(time),
             pending,
             oldest_pending_at: oldest.map(time),

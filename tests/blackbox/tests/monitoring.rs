@@ -651,3 +651,79 @@ async fn the_last_poll_survives_a_restart() {
     assert_eq!(s["last_poll_age_seconds"], 20 * 60);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_provider_draining_one_kind_but_not_another_turns_red_for_the_neglected_one() {
+    const MARRIAGE_NS: &str = "urn://mezhved/demo/zags/marriage-record/1.0";
+    const MARRIAGE_ROOT: &str = "MarriageRecordRequest";
+    let gw = TestGateway::start().await;
+    gw.clock.set(t("2026-12-02T07:00:00Z"));
+    // A second kind of the provider's.
+    let kind = serde_json::json!({
+        "namespace": MARRIAGE_NS, "root_element": MARRIAGE_ROOT, "name": "Marriage record",
+        "provider_system": PROVIDER, "restricted": false, "consent_required": false,
+        "description": "State registration of a marriage",
+    });
+    let r = gw
+        .api()
+        .operator("PUT", "/api/v1/registry/kinds", Some(&kind))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let provider = gw.provider();
+    expect_ok(&provider.call(client::get_request(None, gw.now())).await);
+    send_one(&gw, "neglected").await;
+    // For a quarter of an hour it asks for statuses and drains marriage records only.
+    for _ in 0..4 {
+        gw.clock.advance(Duration::from_secs(5 * 60));
+        let now = gw.now();
+        expect_ok(
+            &provider
+                .call(client::get_request(Some((MARRIAGE_NS, MARRIAGE_ROOT)), now))
+                .await,
+        );
+        expect_ok(&provider.call(client::get_status(now)).await);
+    }
+    gw.clock.advance(Duration::from_secs(60));
+    let s = system(&gw, PROVIDER).await;
+    // It polled a minute ago, yet birth records have not been taken for 21 minutes.
+    assert_eq!(s["last_poll_age_seconds"], 60, "{s}");
+    assert_eq!(s["state"], "red", "{s}");
+    assert_eq!(
+        s["rule"], "red: no poll for 21 min while 1 message waits",
+        "{s}"
+    );
+    let kinds = s["kinds"].as_array().expect("kinds");
+    let kind = |root: &str| {
+        kinds
+            .iter()
+            .find(|k| k["root_element"] == root)
+            .unwrap_or_else(|| panic!("{root} in {s}"))
+            .clone()
+    };
+    let birth = kind(BIRTH_ROOT);
+    assert_eq!(birth["state"], "red", "{birth}");
+    assert_eq!(
+        birth["last_drain_at"], "2026-12-02T07:00:00.000Z",
+        "{birth}"
+    );
+    let marriage = kind(MARRIAGE_ROOT);
+    assert_eq!(marriage["state"], "green", "{marriage}");
+    assert_eq!(marriage["last_drain_at"], "2026-12-02T07:20:00.000Z");
+
+    // A drain of every kind takes the birth record: no longer silent.
+    expect_ok(&provider.call(client::get_request(None, gw.now())).await);
+    let s = system(&gw, PROVIDER).await;
+    assert!(!s["rule"].as_str().unwrap_or("").contains("no poll"), "{s}");
+    let birth = s["kinds"]
+        .as_array()
+        .expect("kinds")
+        .iter()
+        .find(|k| k["root_element"] == BIRTH_ROOT)
+        .cloned()
+        .expect("birth");
+    assert_eq!(
+        birth["last_drain_at"], "2026-12-02T07:21:00.000Z",
+        "{birth}"
+    );
+    gw.stop().await;
+}

@@ -462,12 +462,13 @@ fn system_body(p: &Page, s: &SystemHealth) -> String {
     let _ = write!(
         b,
         "</table><h2>{}</h2><table id=\"kinds\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th>\
-         <th>{}</th><th>{}</th><th>{}</th></tr>",
+         <th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
         p.l("kinds"),
         p.l("kind"),
         p.l("type"),
         p.l("state"),
         p.l("rule"),
+        p.l("last_poll"),
         p.l("queue"),
         p.l("overdue"),
         p.l("p95"),
@@ -475,8 +476,10 @@ fn system_body(p: &Page, s: &SystemHealth) -> String {
     for k in &s.kinds {
         let _ = write!(
             b,
-            "<tr><td>{} <code>{{{}}}{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td></tr>",
+            "<tr data-kind=\"{}\" data-state=\"{}\"><td>{} <code>{{{}}}{}</code></td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&k.root_element),
+            light_class(k.state),
             esc(&k.name),
             esc(&k.namespace),
             esc(&k.root_element),
@@ -487,6 +490,7 @@ fn system_body(p: &Page, s: &SystemHealth) -> String {
             }),
             light(p.lang, k.state),
             p.rule(k.state, &k.rule, &k.findings),
+            opt(k.last_drain_at.as_deref()),
             k.pending,
             k.overdue,
             opt(k.response_time.p95_ms),

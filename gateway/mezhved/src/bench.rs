@@ -772,6 +772,13 @@ impl Env {
         // The monitoring part polls the operator's API with it.
         c.operator.token_sha256 =
             hex::encode(sha2::Sha256::digest(BENCH_OPERATOR_TOKEN.as_bytes()));
+        // … and the dashboard's overview page, as a logged-in operator over plain http.
+        c.dashboard.insecure_cookies = true;
+        c.dashboard.users = vec![mezhved_http::config::DashboardUserConfig {
+            name: BENCH_DASHBOARD_USER.0.into(),
+            role: "operator".into(),
+            password_hash: bench_dashboard_hash().to_string(),
+        }];
         c
     }
 
@@ -3310,6 +3317,78 @@ fn deadlines_fire(env: &Env, dir: &Path, n: u64) -> Result<Value, String> {
 }
 
 const BENCH_OPERATOR_TOKEN: &str = "mezhved-bench-operator-token";
+const BENCH_DASHBOARD_USER: (&str, &str) = ("bench-operator", "bench-operator-password");
+
+/// The bench operator's password hash, made once per process (PBKDF2 is slow on purpose).
+fn bench_dashboard_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        mezhved_http::dashboard::auth::hash_password(
+            BENCH_DASHBOARD_USER.1,
+            mezhved_http::dashboard::auth::MIN_ITERATIONS,
+        )
+        .unwrap_or_default()
+    })
+}
+
+/// Logs in to the dashboard through its form (the pre-session cookie and CSRF token
+/// first); answers the `Cookie` header of the session.
+async fn dashboard_session(
+    http: &hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<Bytes>,
+    >,
+    base: &str,
+) -> Result<String, String> {
+    let cookies_of = |h: &hyper::HeaderMap| -> Vec<String> {
+        h.get_all(hyper::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|c| c.split(';').next())
+            .map(str::to_string)
+            .collect()
+    };
+    let r = http
+        .request(
+            hyper::Request::get(format!("{base}/ui/login"))
+                .body(http_body_util::Full::new(Bytes::new()))
+                .map_err(|e| e.to_string())?,
+        )
+        .await
+        .map_err(|e| format!("/ui/login: {e}"))?;
+    let pre = cookies_of(r.headers()).join("; ");
+    let page = r
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let page = String::from_utf8_lossy(&page);
+    let marker = "name=\"csrf\" value=\"";
+    let at = page.find(marker).ok_or("no CSRF field on /ui/login")? + marker.len();
+    let csrf = &page[at..at + page[at..].find('"').ok_or("no CSRF value")?];
+    let form = format!(
+        "csrf={csrf}&user={}&password={}",
+        BENCH_DASHBOARD_USER.0, BENCH_DASHBOARD_USER.1
+    );
+    let r = http
+        .request(
+            hyper::Request::post(format!("{base}/ui/login"))
+                .header(hyper::header::COOKIE, pre)
+                .header(
+                    hyper::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(http_body_util::Full::new(Bytes::from(form)))
+                .map_err(|e| e.to_string())?,
+        )
+        .await
+        .map_err(|e| format!("POST /ui/login: {e}"))?;
+    cookies_of(r.headers())
+        .into_iter()
+        .find(|c| c.starts_with("mezhved_session="))
+        .ok_or_else(|| format!("the dashboard login answered {}", r.status()))
+}
 
 /// What the pollers of the monitoring part saw.
 #[derive(Debug, Default)]
@@ -3321,16 +3400,24 @@ struct PollStats {
     bytes: u64,
 }
 
-/// GETs each of `paths` on `base` once a second until `stop` (a dashboard and a
-/// Prometheus scraper).
+/// GETs each of `paths` on `base` once a second until `stop` (the dashboard's overview
+/// page with a session, its API, and a Prometheus scraper).
 async fn poll_monitoring(
     base: String,
     paths: Vec<&'static str>,
     stop: Arc<AtomicBool>,
 ) -> PollStats {
     let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<Bytes>>();
+        .build_http::<http_body_util::Full<Bytes>>();
     let mut stats = PollStats::default();
+    let session = match dashboard_session(&http, &base).await {
+        Ok(s) => s,
+        Err(e) => {
+            stats.errors += 1;
+            stats.first_error = Some(e);
+            return stats;
+        }
+    };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !stop.load(Ordering::Relaxed) {
@@ -3342,7 +3429,8 @@ async fn poll_monitoring(
                     hyper::header::AUTHORIZATION,
                     format!("Bearer {BENCH_OPERATOR_TOKEN}"),
                 )
-                .body(http_body_util::Empty::<Bytes>::new());
+                .header(hyper::header::COOKIE, &session)
+                .body(http_body_util::Full::new(Bytes::new()));
             let t0 = mono();
             let result = match request {
                 Ok(r) => match http.request(r).await {
@@ -3376,13 +3464,13 @@ async fn poll_monitoring(
 }
 
 /// Monitoring's cost to the exchange (issue 8): the signed closed-loop load on one
-/// gateway, alternately with and without a poller that GETs `/metrics` and
-/// `/api/v1/monitoring/systems` every second.
+/// gateway, alternately with and without a poller that GETs `/metrics`,
+/// `/api/v1/monitoring/systems` and the dashboard's `/ui` overview every second.
 fn phase_monitoring(env: &Env, out: &mut dyn Write) -> Result<Value, String> {
     let p = &env.plan;
     let pairs = if p.quick { 1 } else { 2 };
     let host = Host::start(env, true, "monitoring")?;
-    let paths = vec!["/metrics", "/api/v1/monitoring/systems"];
+    let paths = vec!["/metrics", "/api/v1/monitoring/systems", "/ui"];
     let mut runs = Vec::new();
     let mut ratios = Vec::new();
     let mut pair_values = Vec::new();
@@ -3429,7 +3517,7 @@ fn phase_monitoring(env: &Env, out: &mut dyn Write) -> Result<Value, String> {
         ratios.extend(ratio);
         let _ = writeln!(
             out,
-            "monitoring, pair {} ({}): {:.1} exchanges/s unpolled, {:.1} with /metrics and /api/v1/monitoring/systems polled every second: ratio {}",
+            "monitoring, pair {} ({}): {:.1} exchanges/s unpolled, {:.1} with /metrics, /api/v1/monitoring/systems and the /ui overview polled every second: ratio {}",
             pair + 1,
             if order[0] { "polled first" } else { "unpolled first" },
             rates[0],

@@ -336,6 +336,26 @@ async fn the_operator_watches_a_provider_turn_red_and_switches_maintenance() {
     assert_eq!(out.status, 303);
     assert!(out.location().starts_with("/ui/login"));
     b.cookies.insert("mezhved_session".into(), old);
+    // The login and the logout are journaled with the user and role.
+    let sessions: Vec<_> = journal_events(&gw)
+        .await
+        .into_iter()
+        .filter(|(ty, _, _)| ty.starts_with("dashboard."))
+        .collect();
+    assert_eq!(
+        sessions
+            .iter()
+            .map(|(ty, actor, _)| (ty.as_str(), actor.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("dashboard.login", OPERATOR.0),
+            ("dashboard.logout", OPERATOR.0)
+        ]
+    );
+    assert!(
+        sessions[0].2.contains("\"role\":\"operator\""),
+        "{sessions:?}"
+    );
     let again = b.get("/ui").await;
     assert_eq!(again.status, 303);
     // (`/ui/` is `/ui`.)
@@ -468,6 +488,14 @@ async fn roles_keep_to_their_pages_and_bad_logins_and_old_sessions_get_nowhere()
     assert_eq!(message(&wrong), message(&unknown));
     assert!(wrong.body.contains("Wrong user name or password"));
     assert!(!stranger.cookies.contains_key("mezhved_session"));
+    // Only the two successful logins are journaled, not the failures (no journal flood).
+    let logins = journal_events(&gw)
+        .await
+        .into_iter()
+        .filter(|(ty, _, _)| ty == "dashboard.login")
+        .map(|(_, actor, _)| actor)
+        .collect::<Vec<_>>();
+    assert_eq!(logins, [AUDITOR.0, OPERATOR.0]);
     // The login form wants its CSRF token too.
     let p = stranger
         .post(

@@ -115,6 +115,13 @@ impl Role {
             _ => None,
         }
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Auditor => "auditor",
+        }
+    }
 }
 
 /// One logged-in user's session.

@@ -148,6 +148,11 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("value", "Значение", "Value"),
     ("opened", "Открыто", "Opened"),
     ("traffic", "Трафик", "Traffic"),
+    (
+        "unavailable",
+        "Вход временно невозможен: журнал недоступен",
+        "Sign-in is unavailable: the journal cannot record it",
+    ),
     ("window_min", "за последние, мин", "in the last, min"),
     ("waiting", "Ждут получения", "Waiting"),
     ("lights", "Состояние систем", "Systems by state"),

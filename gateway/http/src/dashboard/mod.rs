@@ -254,14 +254,18 @@ async fn get_login(State(ui): State<Arc<Ui>>, request: Request) -> Response {
 }
 
 fn login_page(ui: &Ui, lang: Lang, error: Option<&str>) -> Response {
-    let token = auth::random_token(32);
-    let nonce = auth::random_token(16);
-    let body = pages::login(lang, &nonce, &token, error);
     let status = if error.is_some() {
         StatusCode::UNAUTHORIZED
     } else {
         StatusCode::OK
     };
+    login_page_with(ui, lang, error, status)
+}
+
+fn login_page_with(ui: &Ui, lang: Lang, error: Option<&str>, status: StatusCode) -> Response {
+    let token = auth::random_token(32);
+    let nonce = auth::random_token(16);
+    let body = pages::login(lang, &nonce, &token, error);
     let mut r = html(status, &nonce, body);
     if let Ok(v) = HeaderValue::from_str(&ui.cookie(LOGIN_COOKIE, &token, Some(3600))) {
         r.headers_mut().append(header::SET_COOKIE, v);
@@ -319,6 +323,17 @@ async fn post_login(State(ui): State<Arc<Ui>>, request: Request) -> Response {
     match (ok, role) {
         (true, Some(role)) => {
             ui.sessions.clear_failures(&keys);
+            // Who opened the console is journaled before the session exists: if the
+            // journal cannot take it, nobody is logged in.
+            if let Err(e) = journal_session(&ui, "dashboard.login", &name, role, now).await {
+                tracing::error!(user = %name, error = %e, "dashboard login not journaled");
+                return login_page_with(
+                    &ui,
+                    lang,
+                    Some(t(lang, "unavailable")),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                );
+            }
             let id = ui.sessions.create(&name, role, now);
             tracing::info!(user = %name, "dashboard login");
             let home = match role {
@@ -341,6 +356,29 @@ async fn post_login(State(ui): State<Arc<Ui>>, request: Request) -> Response {
     }
 }
 
+/// A `dashboard.login` or `dashboard.logout` event: the user, the role, nothing else.
+async fn journal_session(
+    ui: &Ui,
+    event_type: &str,
+    user: &str,
+    role: Role,
+    now_ms: i64,
+) -> Result<(), mezhved_store::StoreError> {
+    let mut body = serde_json::Map::new();
+    body.insert("role".into(), role.as_str().into());
+    ui.app
+        .store
+        .journal_append(vec![mezhved_store::NewEvent {
+            at_ms: now_ms,
+            event_type: event_type.into(),
+            global_id: None,
+            actor: user.into(),
+            body,
+        }])
+        .await
+        .map(|_| ())
+}
+
 /// A valid hash of a password nobody knows (for unknown users' timing).
 const DUMMY_HASH: &str =
     "pbkdf2-sha256$210000$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
@@ -357,6 +395,11 @@ async fn post_logout(State(ui): State<Arc<Ui>>, request: Request) -> Response {
             return csrf_refused(lang);
         }
         ui.sessions.remove(&id);
+        // The session is over either way; a journal failure is only logged.
+        if let Err(e) = journal_session(&ui, "dashboard.logout", &s.user, s.role, ui.now_ms()).await
+        {
+            tracing::error!(user = %s.user, error = %e, "dashboard logout not journaled");
+        }
     }
     redirect(
         &format!("/ui/login?lang={}", lang.code()),

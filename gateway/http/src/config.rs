@@ -426,6 +426,10 @@ pub struct MonitoringConfig {
     pub webhook_max_attempts: u32,
     pub webhook_retry_base_ms: u64,
     pub webhook_timeout_seconds: u64,
+    /// How long (ms of the gateway's clock) one read of the store's monitoring figures
+    /// serves every reader — the REST API, the dashboard, the alert rules — so that any
+    /// number of pollers costs the exchange one read per interval; 0 reads every time.
+    pub snapshot_ttl_ms: u64,
 }
 
 impl Default for MonitoringConfig {
@@ -453,6 +457,7 @@ impl Default for MonitoringConfig {
             webhook_max_attempts: 5,
             webhook_retry_base_ms: 2000,
             webhook_timeout_seconds: 10,
+            snapshot_ttl_ms: 1000,
         }
     }
 }
@@ -528,6 +533,11 @@ impl MonitoringConfig {
         }
         if !(1..=86_400).contains(&self.alert_interval_seconds) {
             problems.push("monitoring.alert_interval_seconds must be 1 to 86400".into());
+        }
+        if self.snapshot_ttl_ms > 60_000 {
+            problems.push(
+                "monitoring.snapshot_ttl_ms must be at most 60000 (figures a minute old)".into(),
+            );
         }
         if !(1..=20).contains(&self.webhook_max_attempts) {
             problems.push("monitoring.webhook_max_attempts must be 1 to 20".into());

@@ -102,6 +102,8 @@ pub struct AppState {
     /// The operator's key for the keyed hash of search details.
     pub subject_key: Vec<u8>,
     pub clock: Arc<dyn Clock>,
+    /// The last monitoring snapshot (`[monitoring] snapshot_ttl_ms`).
+    pub monitoring_cache: crate::monitoring_api::SnapshotCache,
 }
 
 /// Reads the subject key, making it (32 random bytes, mode 0600) if it does not exist.
@@ -258,6 +260,7 @@ impl Gateway {
                 ),
                 subject_key,
                 clock,
+                monitoring_cache: Default::default(),
             }),
             sqlite,
             push_transport,

@@ -199,6 +199,8 @@ fn write_gateway_config(
     ] {
         *v = v.saturating_mul(speed);
     }
+    // One store read of the monitoring figures per real second, not per region second.
+    m.snapshot_ttl_ms = m.snapshot_ttl_ms.saturating_mul(speed).min(60_000);
     c.push.allow_plain_http = true;
     c.push.retry_base_seconds = speed.min(3600);
     c.push.retry_max_seconds = (60 * speed).min(86_400);

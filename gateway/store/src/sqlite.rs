@@ -36,7 +36,52 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (4, include_str!("../migrations/0004_deadlines.sql")),
     (5, include_str!("../migrations/0005_push.sql")),
     (6, include_str!("../migrations/0006_monitoring.sql")),
+    (7, include_str!("../migrations/0007_monitoring_indexes.sql")),
 ];
+
+/// Every (recipient, queue, kind) with pending messages, its count and its oldest
+/// message's arrival, ordered by recipient and queue: the counters, then one seek per row
+/// in the pending-age index (cost: the number of such rows, not the backlog).
+fn pending_ages(c: &Connection) -> Result<Vec<(String, i64, QueueAge)>> {
+    let counts: Vec<(String, i64, String, String, i64)> = c
+        .prepare_cached(
+            "SELECT recipient_system, queue, kind_namespace, kind_root, pending
+             FROM queue_counters WHERE pending > 0
+             ORDER BY recipient_system, queue, kind_namespace, kind_root",
+        )?
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<std::result::Result<_, _>>()?;
+    let mut oldest = c.prepare_cached(
+        "SELECT min(received_at) FROM messages INDEXED BY messages_pending_age
+         WHERE recipient_system = ?1 AND queue = ?2 AND kind_namespace = ?3
+           AND kind_root = ?4 AND acked_at IS NULL",
+    )?;
+    let mut out = Vec::with_capacity(counts.len());
+    for (system, queue, ns, root, pending) in counts {
+        let at: Option<i64> = oldest.query_row(params![system, queue, ns, root], |r| r.get(0))?;
+        out.push((
+            system.clone(),
+            queue,
+            QueueAge {
+                recipient_system: system,
+                kind_namespace: ns,
+                kind_root: root,
+                pending: pending.max(0) as u64,
+                oldest_received_at_ms: at,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+fn min_some(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -1780,29 +1825,24 @@ impl Store for SqliteStore {
 
     fn metrics_snapshot(&self) -> BoxFuture<'_, Result<crate::MetricsSnapshot>> {
         Box::pin(self.read(move |c| {
-            let mut queues = Vec::new();
-            // The counters are a handful of rows per system; the oldest message of each
-            // queue is found in the pending-only queue index (as large as the backlog).
-            let mut st = c.prepare_cached(
-                "SELECT recipient_system, queue, sum(pending) FROM queue_counters
-                 WHERE pending > 0 GROUP BY recipient_system, queue
-                 ORDER BY recipient_system, queue",
-            )?;
-            let rows: Vec<(String, i64, i64)> = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<std::result::Result<_, _>>()?;
-            let mut oldest = c.prepare_cached(
-                "SELECT min(received_at) FROM messages INDEXED BY messages_pending
-                 WHERE recipient_system = ?1 AND queue = ?2 AND acked_at IS NULL",
-            )?;
-            for (system, q, pending) in rows {
-                let at: Option<i64> = oldest.query_row(params![system, q], |r| r.get(0))?;
-                queues.push(crate::QueueDepth {
-                    recipient_system: system,
-                    queue: queue_of(q)?,
-                    pending: pending.max(0) as u64,
-                    oldest_received_at_ms: at,
-                });
+            // The counters are a handful of rows per (system, queue, kind); the oldest
+            // message of each is one seek in the pending-age index (migration 0007).
+            let mut queues: Vec<crate::QueueDepth> = Vec::new();
+            for (system, q, oldest) in pending_ages(c)? {
+                let queue = queue_of(q)?;
+                match queues.last_mut() {
+                    Some(last) if last.recipient_system == system && last.queue == queue => {
+                        last.pending += oldest.pending;
+                        last.oldest_received_at_ms =
+                            min_some(last.oldest_received_at_ms, oldest.oldest_received_at_ms);
+                    }
+                    _ => queues.push(crate::QueueDepth {
+                        recipient_system: system,
+                        queue,
+                        pending: oldest.pending,
+                        oldest_received_at_ms: oldest.oldest_received_at_ms,
+                    }),
+                }
             }
             // Open past due: the overdue deadline fired and no final answer closed the
             // card. The partial index of migration 0006 holds exactly these cards, so the
@@ -2067,32 +2107,27 @@ impl Store for SqliteStore {
         max_answers: usize,
     ) -> BoxFuture<'_, Result<MonitoringSnapshot>> {
         Box::pin(self.read(move |c| {
-            let counts: Vec<(String, String, String, i64)> = c
-                .prepare_cached(
-                    "SELECT recipient_system, kind_namespace, kind_root, sum(pending)
-                     FROM queue_counters WHERE pending > 0
-                     GROUP BY recipient_system, kind_namespace, kind_root",
-                )?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                .collect::<std::result::Result<_, _>>()?;
-            let mut oldest = c.prepare_cached(
-                "SELECT min(received_at) FROM messages INDEXED BY messages_pending_age
-                 WHERE recipient_system = ?1 AND kind_namespace = ?2 AND kind_root = ?3
-                   AND acked_at IS NULL",
-            )?;
-            let mut queues = Vec::with_capacity(counts.len());
-            for (recipient_system, kind_namespace, kind_root, pending) in counts {
-                let at: Option<i64> = oldest
-                    .query_row(params![recipient_system, kind_namespace, kind_root], |r| {
-                        r.get(0)
-                    })?;
-                queues.push(QueueAge {
-                    recipient_system,
-                    kind_namespace,
-                    kind_root,
-                    pending: pending.max(0) as u64,
-                    oldest_received_at_ms: at,
-                });
+            // Per (system, kind), over its queues.
+            let mut queues: Vec<QueueAge> = Vec::new();
+            let mut by_kind: std::collections::HashMap<(String, String, String), usize> =
+                std::collections::HashMap::new();
+            for (_, _, age) in pending_ages(c)? {
+                let key = (
+                    age.recipient_system.clone(),
+                    age.kind_namespace.clone(),
+                    age.kind_root.clone(),
+                );
+                match by_kind.get(&key) {
+                    Some(&i) => {
+                        queues[i].pending += age.pending;
+                        queues[i].oldest_received_at_ms =
+                            min_some(queues[i].oldest_received_at_ms, age.oldest_received_at_ms);
+                    }
+                    None => {
+                        by_kind.insert(key, queues.len());
+                        queues.push(age);
+                    }
+                }
             }
             let overdue = c
                 .prepare_cached(

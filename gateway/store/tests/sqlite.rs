@@ -1872,3 +1872,109 @@ async fn queue_counts_per_queue_and_kind_and_live_attachment_paths() {
     expected.sort();
     assert_eq!(live, expected);
 }
+
+/// Queue depths and oldest ages for `/metrics` (per recipient and queue) and for the
+/// monitoring API (per recipient and kind) from the same pending-age index: each sums
+/// and takes the oldest over the other dimension, and acknowledged messages leave both.
+#[tokio::test]
+async fn queue_ages_per_queue_and_per_kind_come_from_one_index() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = open(&dir);
+    // SYS_B: two requests of the main kind (n=1 the oldest), one of another kind, and
+    // a response of the main kind (another queue), older than all of them.
+    let messages = [
+        message(2, |_| {}),
+        message(1, |m| m.received_at_ms = T0 + 100),
+        message(3, |m| {
+            m.kind_root = "OtherRequest".into();
+            m.received_at_ms = T0 + 50;
+        }),
+        message(4, |m| {
+            m.queue = Queue::Responses;
+            m.received_at_ms = T0 + 10;
+        }),
+        message(5, |m| {
+            m.recipient_system = "SYS_C".into();
+            m.received_at_ms = T0 + 7;
+        }),
+    ];
+    for m in messages {
+        assert_eq!(
+            store.accept(m).await.expect("accept"),
+            AcceptOutcome::Accepted
+        );
+    }
+    let depths = |s: &MetricsSnapshot| {
+        s.queues
+            .iter()
+            .map(|q| {
+                (
+                    q.recipient_system.clone(),
+                    q.queue,
+                    q.pending,
+                    q.oldest_received_at_ms,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let m = store.metrics_snapshot().await.expect("metrics");
+    assert_eq!(
+        depths(&m),
+        [
+            ("SYS_B".to_string(), Queue::Requests, 3, Some(T0 + 2)),
+            ("SYS_B".to_string(), Queue::Responses, 1, Some(T0 + 10)),
+            ("SYS_C".to_string(), Queue::Requests, 1, Some(T0 + 7)),
+        ]
+    );
+    let ages = |s: &MonitoringSnapshot| {
+        let mut v = s
+            .queues
+            .iter()
+            .map(|q| {
+                (
+                    q.recipient_system.clone(),
+                    q.kind_root.clone(),
+                    q.pending,
+                    q.oldest_received_at_ms,
+                )
+            })
+            .collect::<Vec<_>>();
+        v.sort();
+        v
+    };
+    let snap = store.monitoring_snapshot(0, 10).await.expect("snapshot");
+    assert_eq!(
+        ages(&snap),
+        [
+            (
+                "SYS_B".to_string(),
+                "OtherRequest".to_string(),
+                1,
+                Some(T0 + 50)
+            ),
+            ("SYS_B".to_string(), KIND_ROOT.to_string(), 3, Some(T0 + 2)),
+            ("SYS_C".to_string(), KIND_ROOT.to_string(), 1, Some(T0 + 7)),
+        ]
+    );
+    // The oldest request is taken and acknowledged: the next one is the oldest.
+    let leased = store
+        .lease(lease_req("SYS_B", Queue::Requests, T0 + 1_000))
+        .await
+        .expect("lease")
+        .expect("a message");
+    assert_eq!(leased.global_id, gid(2));
+    store
+        .ack(ack_cmd("SYS_B", gid(2), true, T0 + 1_001))
+        .await
+        .expect("ack");
+    let m = store.metrics_snapshot().await.expect("metrics");
+    assert_eq!(
+        depths(&m)[0],
+        ("SYS_B".to_string(), Queue::Requests, 2, Some(T0 + 50))
+    );
+    let snap = store.monitoring_snapshot(0, 10).await.expect("snapshot");
+    assert_eq!(
+        ages(&snap)[1],
+        ("SYS_B".to_string(), KIND_ROOT.to_string(), 2, Some(T0 + 10))
+    );
+}

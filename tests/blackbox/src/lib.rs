@@ -58,6 +58,8 @@ pub fn test_config(data_dir: &Path) -> Config {
     // Tests evaluate alerts themselves (`alerts::evaluate_once`) at their clock's time; the
     // background loop would add journal events at a moment no test controls.
     c.monitoring.alert_interval_seconds = 86_400;
+    // Tests read the monitoring figures right after acting, at a clock that may not move.
+    c.monitoring.snapshot_ttl_ms = 0;
     // sha256("test-operator-token")
     c.operator.token_sha256 =
         "21a41ec35ffe053418f5ebab652c9b4cb07a643a9100640d18b635e0df503928".into();

@@ -727,3 +727,34 @@ async fn a_provider_draining_one_kind_but_not_another_turns_red_for_the_neglecte
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn one_store_read_serves_every_reader_for_the_snapshot_interval() {
+    let gw = TestGateway::start_with(|c| c.monitoring.snapshot_ttl_ms = 1000).await;
+    gw.clock.set(t("2026-12-02T07:00:00Z"));
+    assert_eq!(system(&gw, PROVIDER).await["pending"], 0);
+    send_one(&gw, "cached").await;
+    // Within the interval every reader gets the figures of the first read …
+    gw.clock.advance(Duration::from_millis(999));
+    assert_eq!(system(&gw, PROVIDER).await["pending"], 0);
+    let r = gw
+        .api()
+        .operator("GET", "/api/v1/monitoring/systems", None)
+        .await;
+    let listed = r.json()["systems"]
+        .as_array()
+        .expect("systems")
+        .iter()
+        .find(|s| s["mnemonic"] == PROVIDER)
+        .cloned()
+        .expect("the provider");
+    assert_eq!(listed["pending"], 0, "{listed}");
+    // … and the next read after it sees the message.
+    gw.clock.advance(Duration::from_millis(1));
+    assert_eq!(system(&gw, PROVIDER).await["pending"], 1);
+    // A clock set back reads again rather than trusting a read from its future.
+    send_one(&gw, "after").await;
+    gw.clock.set(t("2026-12-02T06:59:00Z"));
+    assert_eq!(system(&gw, PROVIDER).await["pending"], 2);
+    gw.stop().await;
+}

@@ -592,6 +592,24 @@ impl TestGateway {
         Api::new(&self.url)
     }
 
+    /// The journal's first 1000 events as an auditor reads them: (type, actor, leaf).
+    pub async fn journal_events(&self) -> Vec<(String, String, String)> {
+        let r = self
+            .api()
+            .auditor("GET", "/api/v1/journal/events?from=0&limit=1000", None)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| {
+                let text = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                (text("type"), text("actor"), text("leaf"))
+            })
+            .collect()
+    }
+
     /// Registers (`Some`) or removes (`None`) a system's push endpoint through the
     /// registry API, as an operator would (docs/push.md); returns the API's answer.
     /// Plain `http://` URLs need `config.push.allow_plain_http` (see [`allow_plain_push`]).

@@ -182,26 +182,6 @@ impl Browser {
     }
 }
 
-async fn journal_events(gw: &TestGateway) -> Vec<(String, String, String)> {
-    let r = gw
-        .api()
-        .auditor("GET", "/api/v1/journal/events?from=0&limit=1000", None)
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .map(|e| {
-            (
-                e["type"].as_str().unwrap_or_default().to_string(),
-                e["actor"].as_str().unwrap_or_default().to_string(),
-                e["leaf"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn the_operator_watches_a_provider_turn_red_and_switches_maintenance() {
     let gw = TestGateway::start().await;
@@ -321,7 +301,8 @@ async fn the_operator_watches_a_provider_turn_red_and_switches_maintenance() {
             .await,
     );
     // Both switches are journaled with the user as actor; the forged ones are not.
-    let switches: Vec<_> = journal_events(&gw)
+    let switches: Vec<_> = gw
+        .journal_events()
         .await
         .into_iter()
         .filter(|(ty, _, _)| ty == "operator.maintenance")
@@ -337,7 +318,8 @@ async fn the_operator_watches_a_provider_turn_red_and_switches_maintenance() {
     assert!(out.location().starts_with("/ui/login"));
     b.cookies.insert("mezhved_session".into(), old);
     // The login and the logout are journaled with the user and role.
-    let sessions: Vec<_> = journal_events(&gw)
+    let sessions: Vec<_> = gw
+        .journal_events()
         .await
         .into_iter()
         .filter(|(ty, _, _)| ty.starts_with("dashboard."))
@@ -414,7 +396,8 @@ async fn the_auditor_finds_a_card_and_sees_its_proof_verified_and_each_view_is_j
     assert!(report.body.contains("<html"), "{}", report.body);
 
     // Each view is an auditor.query event with the user's name.
-    let queries: Vec<String> = journal_events(&gw)
+    let queries: Vec<String> = gw
+        .journal_events()
         .await
         .into_iter()
         .filter(|(ty, _, _)| ty == "auditor.query")
@@ -489,7 +472,8 @@ async fn roles_keep_to_their_pages_and_bad_logins_and_old_sessions_get_nowhere()
     assert!(wrong.body.contains("Wrong user name or password"));
     assert!(!stranger.cookies.contains_key("mezhved_session"));
     // Only the two successful logins are journaled, not the failures (no journal flood).
-    let logins = journal_events(&gw)
+    let logins = gw
+        .journal_events()
         .await
         .into_iter()
         .filter(|(ty, _, _)| ty == "dashboard.login")

@@ -49,21 +49,10 @@ async fn send_one(gw: &TestGateway, marker: &str) -> String {
 }
 
 async fn journal_types(gw: &TestGateway) -> Vec<(String, String)> {
-    let r = gw
-        .api()
-        .auditor("GET", "/api/v1/journal/events?from=0&limit=1000", None)
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .map(|e| {
-            (
-                e["type"].as_str().unwrap_or_default().to_string(),
-                e["leaf"].as_str().unwrap_or_default().to_string(),
-            )
-        })
+    gw.journal_events()
+        .await
+        .into_iter()
+        .map(|(ty, _, leaf)| (ty, leaf))
         .collect()
 }
 

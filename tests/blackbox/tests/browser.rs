@@ -364,6 +364,33 @@ async fn the_operator_sees_a_silent_provider_turn_red_and_switches_maintenance()
     let rule = b.text(OP, "#system").await;
     assert!(rule.contains("no poll for 16 min"), "{rule}");
     b.screenshot(OP, "04-system-red").await;
+    // Its agency's page, from the agencies list: red too, with the system's rule.
+    let at = b.follow(OP, "[data-test=nav-agencies]").await;
+    assert_eq!(at.status, 200, "{at:?}");
+    let at = b.follow(OP, "tr[data-agency=\"ZAGS\"] a").await;
+    assert!(at.at.starts_with("/ui/agencies/ZAGS"), "{at:?}");
+    assert_eq!(
+        b.attr(OP, "#agency-state", "data-state").await.as_deref(),
+        Some("red")
+    );
+    assert_eq!(
+        b.attr(
+            OP,
+            &format!("#agency-systems {}", row(PROVIDER)),
+            "data-state"
+        )
+        .await
+        .as_deref(),
+        Some("red")
+    );
+    b.screenshot(OP, "04b-agency-red").await;
+    let at = b
+        .follow(OP, &format!("#agency-systems {} a", row(PROVIDER)))
+        .await;
+    assert!(
+        at.at.starts_with(&format!("/ui/systems/{PROVIDER}")),
+        "{at:?}"
+    );
     // The same page in Russian: the labels and the rule itself.
     let at = b.follow(OP, "#lang-switch").await;
     assert!(at.at.contains("lang=ru"), "{at:?}");

@@ -244,12 +244,28 @@ async fn the_operator_watches_a_provider_turn_red_and_switches_maintenance() {
     assert!(page.body.contains("data-state=\"red\""), "{}", page.body);
     assert!(page.body.contains("no poll for 16 min"), "{}", page.body);
     // The other operator pages open.
-    for path in ["/ui/agencies", "/ui/overdue", "/ui/alerts", "/ui/registry"] {
+    for path in [
+        "/ui/agencies",
+        "/ui/agencies/ZAGS",
+        "/ui/overdue",
+        "/ui/alerts",
+        "/ui/registry",
+    ] {
         let p = b.get(path).await;
         assert_eq!(p.status, 200, "{path}: {}", p.body);
         p.assert_secure_headers();
     }
     assert!(b.get("/ui/registry").await.body.contains(PROVIDER));
+    let agency = b.get("/ui/agencies/ZAGS?lang=en").await;
+    assert!(
+        agency
+            .body
+            .contains("id=\"agency-state\" data-state=\"red\""),
+        "{}",
+        agency.body
+    );
+    assert!(agency.body.contains("BirthRecordRequest"), "its kind");
+    assert_eq!(b.get("/ui/agencies/NOBODY").await.status, 404);
 
     // Maintenance from the form: without or with a wrong CSRF token nothing changes.
     let form = b.get("/ui/maintenance?lang=en").await;
@@ -429,6 +445,7 @@ async fn roles_keep_to_their_pages_and_bad_logins_and_old_sessions_get_nowhere()
         "/ui",
         "/ui/systems/ZAGS_IS",
         "/ui/agencies",
+        "/ui/agencies/ZAGS",
         "/ui/overdue",
         "/ui/alerts",
         "/ui/registry",

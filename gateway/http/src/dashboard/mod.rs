@@ -436,6 +436,7 @@ pub fn router(app: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/", get(pages::overview))
         .route("/systems/{mnemonic}", get(pages::system))
         .route("/agencies", get(pages::agencies))
+        .route("/agencies/{mnemonic}", get(pages::agency))
         .route("/overdue", get(pages::overdue))
         .route("/alerts", get(pages::alerts))
         .route("/registry", get(pages::registry))

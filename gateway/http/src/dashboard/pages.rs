@@ -546,8 +546,9 @@ pub async fn agencies(
             .collect();
         let _ = write!(
             b,
-            "<tr data-agency=\"{m}\"><td>{m} {name}</td><td>{light}</td><td>{links}</td><td>{q}</td><td>{o}</td></tr>",
+            "<tr data-agency=\"{m}\"><td><a href=\"{href}\">{m}</a> {name}</td><td>{light}</td><td>{links}</td><td>{q}</td><td>{o}</td></tr>",
             m = esc(&a.mnemonic),
+            href = esc(&p.link(&format!("/ui/agencies/{}", url(&a.mnemonic)))),
             name = esc(&a.name),
             light = light(p.lang, worst),
             links = links.join("<br>"),
@@ -557,6 +558,191 @@ pub async fn agencies(
     }
     b.push_str("</table>");
     p.render(t(p.lang, "agencies"), "/ui/agencies", &b, None)
+}
+
+/// One participant: its systems with their lights and rules, the kinds of information
+/// it provides with their state, what it may request, its open overdue requests (as
+/// provider) and the alerts open on its systems.
+pub async fn agency(
+    State(ui): State<Arc<Ui>>,
+    Path(mnemonic): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let p = match page(&ui, &headers, q, Role::Operator) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let registry = ui.app.registry.get();
+    let Some(agency) = registry
+        .data
+        .participants
+        .iter()
+        .find(|a| a.mnemonic == mnemonic)
+    else {
+        return p.error(
+            StatusCode::NOT_FOUND,
+            &format!("{}: {mnemonic}", t(p.lang, "not_found")),
+        );
+    };
+    let o = match monitoring_api::overview(&ui.app, ui.now_ms()).await {
+        Ok(o) => o,
+        Err(e) => return p.error(e.status, &problem_message(&e)),
+    };
+    let (overdue, alerts) = match (
+        ui.app.store.overdue_requests(500).await,
+        ui.app.store.active_alerts().await,
+    ) {
+        (Ok(o), Ok(a)) => (o, a),
+        (Err(e), _) | (_, Err(e)) => {
+            return p.error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        }
+    };
+    let systems: Vec<&SystemHealth> = o
+        .systems
+        .iter()
+        .filter(|s| s.participant == agency.mnemonic)
+        .collect();
+    let ours = |system: &str| systems.iter().any(|s| s.mnemonic == system);
+    let worst = systems
+        .iter()
+        .map(|s| s.state)
+        .max()
+        .unwrap_or(Light::Green);
+    let mut b = format!(
+        "<p>{} <span id=\"agency-state\" data-state=\"{}\">{}</span></p>\
+         <h2>{}</h2><table id=\"agency-systems\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th>\
+         <th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        esc(&agency.name),
+        light_class(worst),
+        light(p.lang, worst),
+        p.l("systems"),
+        p.l("system"),
+        p.l("state"),
+        p.l("rule"),
+        p.l("queue"),
+        p.l("last_poll"),
+        p.l("errors"),
+        p.l("overdue"),
+        p.l("certificate_days"),
+    );
+    for s in &systems {
+        let _ = write!(
+            b,
+            "<tr data-system=\"{m}\" data-state=\"{state}\"><td><a href=\"{href}\">{m}</a> {name}</td>\
+             <td>{light}</td><td>{rule}</td><td>{pending}</td><td>{poll}</td><td>{faults}</td>\
+             <td>{overdue}</td><td>{cert}</td></tr>",
+            m = esc(&s.mnemonic),
+            state = light_class(s.state),
+            href = esc(&p.link(&format!("/ui/systems/{}", url(&s.mnemonic)))),
+            name = esc(&s.name),
+            light = light(p.lang, s.state),
+            rule = p.rule(s.state, &s.rule, &s.findings),
+            pending = s.pending,
+            poll = opt(s.last_poll_at.as_deref()),
+            faults = s.faults,
+            overdue = s.overdue,
+            cert = opt(s.certificate_days_left),
+        );
+    }
+    let _ = write!(
+        b,
+        "</table><h2>{}</h2><table id=\"agency-kinds\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        p.l("kinds"),
+        p.l("kind"),
+        p.l("system"),
+        p.l("state"),
+        p.l("p95"),
+    );
+    for s in &systems {
+        for k in s.kinds.iter().filter(|k| k.role == "provider") {
+            let _ = write!(
+                b,
+                "<tr data-kind=\"{}\"><td>{} <code>{{{}}}{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&k.root_element),
+                esc(&k.name),
+                esc(&k.namespace),
+                esc(&k.root_element),
+                esc(&s.mnemonic),
+                light(p.lang, k.state),
+                opt(k.response_time.p95_ms),
+            );
+        }
+    }
+    let granted: Vec<String> = registry
+        .data
+        .grants
+        .iter()
+        .filter(|g| ours(&g.consumer_system))
+        .map(|g| {
+            format!(
+                "<li>{}: <code>{{{}}}{}</code></li>",
+                esc(&g.consumer_system),
+                esc(&g.namespace),
+                esc(&g.root_element)
+            )
+        })
+        .collect();
+    let _ = write!(
+        b,
+        "</table><h2>{}</h2><ul id=\"agency-grants\">{}</ul>",
+        p.l("grants"),
+        granted.join("")
+    );
+    let late: Vec<_> = overdue
+        .iter()
+        .filter(|r| ours(&r.recipient_system))
+        .collect();
+    let _ = write!(
+        b,
+        "<h2>{}</h2><p id=\"agency-overdue\" data-count=\"{n}\">{n}</p><table><tr><th>{}</th><th>{}</th>\
+         <th>{}</th><th>{}</th></tr>",
+        p.l("overdue"),
+        p.l("global_id"),
+        p.l("consumer"),
+        p.l("kind"),
+        p.l("due"),
+        n = late.len(),
+    );
+    for r in &late {
+        let _ = write!(
+            b,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&r.global_id),
+            esc(&r.sender_system),
+            esc(&r.kind_root),
+            opt(r.due_at_ms.map(time)),
+        );
+    }
+    let open: Vec<_> = alerts.iter().filter(|a| ours(&a.subject)).collect();
+    let _ = write!(
+        b,
+        "</table><h2>{}</h2><table id=\"agency-alerts\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        p.l("alerts"),
+        p.l("rule"),
+        p.l("subject"),
+        p.l("opened"),
+        p.l("value"),
+    );
+    for a in &open {
+        let _ = write!(
+            b,
+            "<tr data-alert=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td></tr>",
+            esc(&a.rule),
+            esc(&a.rule),
+            esc(&a.subject),
+            esc(&time(a.opened_at_ms)),
+            esc(&a.value),
+            esc(&a.detail),
+        );
+    }
+    b.push_str("</table>");
+    p.render(
+        &format!("{} {}", t(p.lang, "agency"), agency.mnemonic),
+        &format!("/ui/agencies/{}", url(&agency.mnemonic)),
+        &b,
+        Some(10),
+    )
 }
 
 fn time(ms: i64) -> String {

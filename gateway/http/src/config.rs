@@ -71,6 +71,9 @@ pub struct DashboardConfig {
     pub session_idle_seconds: u64,
     /// And this long after login in any case.
     pub session_max_seconds: u64,
+    /// Count failed logins against the first `X-Forwarded-For` address instead of the
+    /// peer: only behind a proxy that sets the header (anyone else could forge it).
+    pub trust_forwarded_for: bool,
     pub users: Vec<DashboardUserConfig>,
 }
 
@@ -81,6 +84,7 @@ impl Default for DashboardConfig {
             insecure_cookies: false,
             session_idle_seconds: 30 * 60,
             session_max_seconds: 12 * 3600,
+            trust_forwarded_for: false,
             users: Vec::new(),
         }
     }
@@ -806,6 +810,13 @@ impl Config {
         for (i, u) in self.dashboard.users.iter().enumerate() {
             if u.name.trim().is_empty() {
                 problems.push(format!("dashboard.users[{i}].name must not be empty"));
+            } else if u.name.trim() != u.name
+                || u.name.chars().count() > 256
+                || u.name.chars().any(char::is_control)
+            {
+                problems.push(format!(
+                    "dashboard.users[{i}].name: at most 256 characters, no control characters, no spaces around it"
+                ));
             }
             if crate::dashboard::auth::Role::parse(&u.role).is_none() {
                 problems.push(format!(

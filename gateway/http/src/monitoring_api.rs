@@ -569,6 +569,8 @@ pub(crate) async fn switch_maintenance(
             "reason: at most 500 characters, no control characters",
         ));
     }
+    // One switch at a time: stored, journaled and applied in the same order.
+    let _one_at_a_time = state.maintenance_lock.lock().await;
     let now = now_ms(state);
     let m = Maintenance {
         enabled,

@@ -104,6 +104,9 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// The last monitoring snapshot (`[monitoring] snapshot_ttl_ms`).
     pub monitoring_cache: crate::monitoring_api::SnapshotCache,
+    /// Held across storing the maintenance switch and applying it, so that the switch in
+    /// force is always the last one journaled.
+    pub maintenance_lock: tokio::sync::Mutex<()>,
 }
 
 /// Reads the subject key, making it (32 random bytes, mode 0600) if it does not exist.
@@ -261,6 +264,7 @@ impl Gateway {
                 subject_key,
                 clock,
                 monitoring_cache: Default::default(),
+                maintenance_lock: Default::default(),
             }),
             sqlite,
             push_transport,
@@ -345,6 +349,8 @@ impl Gateway {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "serving");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        // The peer address reaches handlers that need it (the dashboard's login throttle).
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = stop_rx.await;
         });

@@ -391,6 +391,17 @@ async fn the_operator_sees_a_silent_provider_turn_red_and_switches_maintenance()
         at.at.starts_with(&format!("/ui/systems/{PROVIDER}")),
         "{at:?}"
     );
+    // The queues page shows the message waiting for it, and for how long.
+    let at = b.follow(OP, "[data-test=nav-queues]").await;
+    assert_eq!(at.status, 200, "{at:?}");
+    assert_eq!(
+        b.attr(OP, "tr[data-queue=\"ZAGS_IS/requests\"]", "data-pending")
+            .await
+            .as_deref(),
+        Some("1")
+    );
+    b.screenshot(OP, "04c-queues").await;
+    b.goto(OP, &format!("/ui/systems/{PROVIDER}?lang=en")).await;
     // The same page in Russian: the labels and the rule itself.
     let at = b.follow(OP, "#lang-switch").await;
     assert!(at.at.contains("lang=ru"), "{at:?}");

@@ -91,10 +91,23 @@ impl Browser {
     }
 
     async fn request(&mut self, method: &str, path: &str, form: Option<&[(&str, &str)]>) -> Page {
+        self.request_with(method, path, form, &[]).await
+    }
+
+    async fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        form: Option<&[(&str, &str)]>,
+        extra: &[(&str, &str)],
+    ) -> Page {
         use http_body_util::BodyExt;
         let mut r = hyper::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
+        for (k, v) in extra {
+            r = r.header(*k, *v);
+        }
         if !self.cookies.is_empty() {
             let c: Vec<String> = self
                 .cookies
@@ -247,6 +260,7 @@ async fn the_operator_watches_a_provider_turn_red_and_switches_maintenance() {
     for path in [
         "/ui/agencies",
         "/ui/agencies/ZAGS",
+        "/ui/queues",
         "/ui/overdue",
         "/ui/alerts",
         "/ui/registry",
@@ -266,6 +280,15 @@ async fn the_operator_watches_a_provider_turn_red_and_switches_maintenance() {
     );
     assert!(agency.body.contains("BirthRecordRequest"), "its kind");
     assert_eq!(b.get("/ui/agencies/NOBODY").await.status, 404);
+    let queues = b.get("/ui/queues?lang=en").await;
+    assert!(
+        queues
+            .body
+            .contains("data-queue=\"ZAGS_IS/requests\" data-pending=\"1\""),
+        "{}",
+        queues.body
+    );
+    assert!(queues.body.contains("16 min"), "{}", queues.body);
 
     // Maintenance from the form: without or with a wrong CSRF token nothing changes.
     let form = b.get("/ui/maintenance?lang=en").await;
@@ -446,6 +469,7 @@ async fn roles_keep_to_their_pages_and_bad_logins_and_old_sessions_get_nowhere()
         "/ui/systems/ZAGS_IS",
         "/ui/agencies",
         "/ui/agencies/ZAGS",
+        "/ui/queues",
         "/ui/overdue",
         "/ui/alerts",
         "/ui/registry",
@@ -541,5 +565,105 @@ async fn cookies_are_secure_unless_the_configuration_says_otherwise() {
         .find(|c| c.starts_with("mezhved_session="))
         .expect("a session cookie");
     assert!(session.contains("; Secure"), "{session}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn foreign_posts_stray_requests_refreshes_and_second_logins_are_handled_safely() {
+    let gw = TestGateway::start_with(|c| c.dashboard.session_idle_seconds = 600).await;
+    let host = gw.url.trim_start_matches("http://").to_string();
+    let lookalike = format!("http://{host}.evil.example");
+    let mut b = Browser::new(&gw);
+    // A login form posted from another site (or a sibling subdomain, which could have
+    // planted the login cookie) is refused before the password is looked at, whatever
+    // tokens it carries.
+    let page = b.get("/ui/login?lang=en").await;
+    let csrf = page.csrf();
+    let login = [
+        ("csrf", csrf.as_str()),
+        ("user", OPERATOR.0),
+        ("password", OPERATOR.1),
+    ];
+    for extra in [
+        vec![("origin", "https://evil.example")],
+        vec![("origin", "null"), ("sec-fetch-site", "same-site")],
+        vec![("sec-fetch-site", "cross-site")],
+        vec![("origin", lookalike.as_str())],
+    ] {
+        let p = b
+            .request_with("POST", "/ui/login", Some(&login), &extra)
+            .await;
+        assert_eq!(p.status, 403, "{extra:?}: {}", p.body);
+        p.assert_secure_headers();
+        assert!(!b.cookies.contains_key("mezhved_session"));
+    }
+    // From the page itself it works (browsers say `Origin: null` under our
+    // `Referrer-Policy: no-referrer`; `Sec-Fetch-Site` decides).
+    let ok = b
+        .request_with(
+            "POST",
+            "/ui/login",
+            Some(&login),
+            &[("origin", "null"), ("sec-fetch-site", "same-origin")],
+        )
+        .await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    let first = b.cookies["mezhved_session"].clone();
+    // The maintenance form from another site: refused, nothing switched.
+    let csrf = b.get("/ui/maintenance").await.csrf();
+    let p = b
+        .request_with(
+            "POST",
+            "/ui/maintenance",
+            Some(&[("csrf", &csrf), ("enabled", "true"), ("reason", "x")]),
+            &[("origin", "https://evil.example")],
+        )
+        .await;
+    assert_eq!(p.status, 403);
+    assert!(gw
+        .state
+        .exchange
+        .monitor()
+        .maintenance_setting()
+        .is_none_or(|m| !m.enabled));
+
+    // Answers axum makes itself carry the headers too; unknown pages are the dashboard's.
+    let p = b.get("/ui/logout").await;
+    assert_eq!(p.status, 405);
+    assert!(p
+        .headers
+        .get("content-security-policy")
+        .is_some_and(|v| v.to_str().unwrap_or("").contains("default-src 'none'")));
+    let p = b.get("/ui/no-such-page?lang=en").await;
+    assert_eq!(p.status, 404);
+    p.assert_secure_headers();
+    assert!(p.body.contains("data-test=\"not-found\""), "{}", p.body);
+
+    // A page's own refresh (auto=1) does not keep the session alive; a click does.
+    let overview = b.get("/ui?lang=en").await;
+    assert!(
+        overview.body.contains("url=/ui?lang=en&amp;auto=1"),
+        "{}",
+        overview.body
+    );
+    gw.clock.advance(Duration::from_secs(400));
+    assert_eq!(b.get("/ui?lang=en&auto=1").await.status, 200);
+    gw.clock.advance(Duration::from_secs(201));
+    let p = b.get("/ui?lang=en&auto=1").await;
+    assert_eq!(p.status, 303, "idle for 601 s despite the refreshes");
+
+    // Logging in again from the same browser ends the session it still held.
+    let mut again = Browser::new(&gw);
+    assert_eq!(again.login(OPERATOR.0, OPERATOR.1).await.status, 303);
+    let held = again.cookies["mezhved_session"].clone();
+    assert_eq!(again.login(OPERATOR.0, OPERATOR.1).await.status, 303);
+    assert_ne!(again.cookies["mezhved_session"], held);
+    again.cookies.insert("mezhved_session".into(), held);
+    assert_eq!(
+        again.get("/ui").await.status,
+        303,
+        "the first session ended"
+    );
+    assert_ne!(first, again.cookies["mezhved_session"]);
     gw.stop().await;
 }

@@ -140,6 +140,11 @@ pub fn csrf_ok(session: &Session, submitted: Option<&str>) -> bool {
     submitted.is_some_and(|t| tokens_equal(t, &session.csrf))
 }
 
+/// How long a failed login counts towards the delay.
+const FAILURE_MEMORY_MS: i64 = 15 * 60 * 1000;
+/// At most this many user names and addresses with failures are remembered.
+const MAX_FAILURE_KEYS: usize = 10_000;
+
 /// The in-memory session store.
 #[derive(Debug, Default)]
 pub struct Sessions {
@@ -164,12 +169,21 @@ impl Sessions {
         id
     }
 
-    /// The live session `id`, touched; an expired one is removed.
-    pub fn get(&self, id: &str, now_ms: i64, idle_ms: i64, max_ms: i64) -> Option<Session> {
+    /// The live session `id`, touched if `activity`; an expired one is removed.
+    pub fn get(
+        &self,
+        id: &str,
+        now_ms: i64,
+        idle_ms: i64,
+        max_ms: i64,
+        activity: bool,
+    ) -> Option<Session> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, s| now_ms - s.last_seen_ms <= idle_ms && now_ms - s.created_ms <= max_ms);
         let s = map.get_mut(id)?;
-        s.last_seen_ms = now_ms;
+        if activity {
+            s.last_seen_ms = now_ms;
+        }
         Some(s.clone())
     }
 
@@ -183,14 +197,30 @@ impl Sessions {
         let f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         keys.iter()
             .filter_map(|k| f.get(k))
-            .filter(|(_, at)| now_ms - at < 15 * 60 * 1000)
+            .filter(|(_, at)| now_ms - at < FAILURE_MEMORY_MS)
             .map(|(n, _)| *n)
             .max()
             .unwrap_or(0)
     }
 
+    /// Counts a failure against each key. The map is bounded: entries older than the
+    /// 15-minute memory go first, then the least recent (names and addresses are chosen
+    /// by whoever tries).
     pub fn record_failure(&self, keys: &[String], now_ms: i64) {
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if f.len() + keys.len() > MAX_FAILURE_KEYS {
+            f.retain(|_, (_, at)| now_ms - *at < FAILURE_MEMORY_MS);
+        }
+        while f.len() + keys.len() > MAX_FAILURE_KEYS {
+            let Some(oldest) = f
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            f.remove(&oldest);
+        }
         for k in keys {
             let e = f.entry(k.clone()).or_insert((0, now_ms));
             e.0 += 1;
@@ -256,7 +286,7 @@ mod tests {
     fn the_csrf_check_wants_exactly_the_sessions_token() {
         let sessions = Sessions::default();
         let id = sessions.create("op", Role::Operator, 0);
-        let s = sessions.get(&id, 1, 1000, 1000).expect("session");
+        let s = sessions.get(&id, 1, 1000, 1000, true).expect("session");
         assert!(csrf_ok(&s, Some(&s.csrf)));
         assert!(!csrf_ok(&s, None));
         assert!(!csrf_ok(&s, Some("")));
@@ -270,15 +300,41 @@ mod tests {
     fn sessions_expire_when_idle_and_at_their_absolute_end() {
         let sessions = Sessions::default();
         let id = sessions.create("op", Role::Operator, 0);
-        assert!(sessions.get(&id, 900, 1000, 5000).is_some());
-        assert!(sessions.get(&id, 2500, 1000, 5000).is_none(), "idle");
+        assert!(sessions.get(&id, 900, 1000, 5000, true).is_some());
+        assert!(sessions.get(&id, 2500, 1000, 5000, true).is_none(), "idle");
         let id = sessions.create("op", Role::Operator, 0);
         for t in [900, 1800, 2700, 3600, 4500] {
-            assert!(sessions.get(&id, t, 1000, 5000).is_some());
+            assert!(sessions.get(&id, t, 1000, 5000, true).is_some());
         }
-        assert!(sessions.get(&id, 5400, 1000, 5000).is_none(), "absolute");
+        assert!(
+            sessions.get(&id, 5400, 1000, 5000, true).is_none(),
+            "absolute"
+        );
         let id = sessions.create("op", Role::Operator, 0);
         sessions.remove(&id);
-        assert!(sessions.get(&id, 1, 1000, 5000).is_none());
+        assert!(sessions.get(&id, 1, 1000, 5000, true).is_none());
+    }
+
+    #[test]
+    fn a_pages_own_refresh_does_not_keep_a_session_alive() {
+        let sessions = Sessions::default();
+        let id = sessions.create("op", Role::Operator, 0);
+        for t in [500, 1000] {
+            assert!(sessions.get(&id, t, 1000, 5000, false).is_some());
+        }
+        assert!(sessions.get(&id, 1001, 1000, 5000, false).is_none());
+    }
+
+    #[test]
+    fn remembered_failures_stay_bounded_and_keep_the_recent_ones() {
+        let sessions = Sessions::default();
+        for i in 0..(MAX_FAILURE_KEYS + 500) {
+            sessions.record_failure(&[format!("user:{i}")], i as i64);
+        }
+        let n = sessions.failures.lock().map(|f| f.len()).unwrap_or(0);
+        assert!(n <= MAX_FAILURE_KEYS, "{n}");
+        let last = format!("user:{}", MAX_FAILURE_KEYS + 499);
+        assert_eq!(sessions.recent_failures(&[last], 20_000), 1);
+        assert_eq!(sessions.recent_failures(&["user:0".into()], 20_000), 0);
     }
 }

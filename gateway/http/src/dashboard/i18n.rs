@@ -148,6 +148,8 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("value", "Значение", "Value"),
     ("opened", "Открыто", "Opened"),
     ("traffic", "Трафик", "Traffic"),
+    ("queues", "Очереди", "Queues"),
+    ("age", "Ждёт", "Waiting for"),
     (
         "unavailable",
         "Вход временно невозможен: журнал недоступен",

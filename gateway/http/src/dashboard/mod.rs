@@ -37,6 +37,10 @@ pub const LOGIN_COOKIE: &str = "mezhved_login";
 pub struct Ui {
     pub app: Arc<AppState>,
     pub sessions: Sessions,
+    dummy_hash: std::sync::OnceLock<String>,
+    /// Password checks run on blocking threads, at most this many at once: PBKDF2 is
+    /// deliberately slow, and a burst of logins must not take the cores the exchange needs.
+    verify_slots: tokio::sync::Semaphore,
 }
 
 impl Ui {
@@ -55,8 +59,9 @@ impl Ui {
         c
     }
 
-    /// The live session of this request, if any.
-    pub fn session(&self, headers: &HeaderMap) -> Option<(String, Session)> {
+    /// The live session of this request, if any; `activity`: the user did something (a
+    /// page's own refresh does not count), which keeps the session from going idle.
+    pub fn session(&self, headers: &HeaderMap, activity: bool) -> Option<(String, Session)> {
         let id = cookie_value(headers, SESSION_COOKIE)?;
         let d = &self.app.config.dashboard;
         let s = self.sessions.get(
@@ -64,8 +69,46 @@ impl Ui {
             self.now_ms(),
             secs_ms(d.session_idle_seconds),
             secs_ms(d.session_max_seconds),
+            activity,
         )?;
         Some((id, s))
+    }
+
+    /// The address failed logins are counted against: the peer, or with
+    /// `trust_forwarded_for` (behind a proxy that sets it) the first `X-Forwarded-For`.
+    fn client(&self, headers: &HeaderMap, peer: Option<std::net::SocketAddr>) -> String {
+        let forwarded = self
+            .app
+            .config
+            .dashboard
+            .trust_forwarded_for
+            .then(|| headers.get("x-forwarded-for"))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty() && v.len() <= 64);
+        forwarded
+            .or_else(|| peer.map(|p| p.ip().to_string()))
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    /// A hash of a password nobody knows, as costly as the costliest configured user's,
+    /// so that an unknown name takes as long to refuse as a wrong password.
+    fn dummy_hash(&self) -> &str {
+        self.dummy_hash.get_or_init(|| {
+            let iterations = self
+                .app
+                .config
+                .dashboard
+                .users
+                .iter()
+                .filter_map(|u| u.password_hash.split('$').nth(1)?.parse::<u32>().ok())
+                .max()
+                .unwrap_or(auth::MIN_ITERATIONS)
+                .max(auth::MIN_ITERATIONS);
+            auth::hash_password(&auth::random_token(16), iterations).unwrap_or_default()
+        })
     }
 }
 
@@ -192,8 +235,9 @@ pub fn require(
     headers: &HeaderMap,
     lang: Lang,
     role: Role,
+    activity: bool,
 ) -> Result<(String, Session), Box<Response>> {
-    let Some((id, s)) = ui.session(headers) else {
+    let Some((id, s)) = ui.session(headers, activity) else {
         return Err(Box::new(redirect(
             &format!("/ui/login?lang={}", lang.code()),
             &[],
@@ -275,6 +319,10 @@ fn login_page_with(ui: &Ui, lang: Lang, error: Option<&str>, status: StatusCode)
 
 async fn post_login(State(ui): State<Arc<Ui>>, request: Request) -> Response {
     let headers = request.headers().clone();
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
     let query = query_of(&request);
     let Some(f) = read_form(request).await else {
         return csrf_refused(Lang::Ru);
@@ -290,13 +338,18 @@ async fn post_login(State(ui): State<Arc<Ui>>, request: Request) -> Response {
         return csrf_refused(lang);
     }
     let name = field(&f, "user").unwrap_or("").trim().to_string();
-    let password = field(&f, "password").unwrap_or("");
-    let client = headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("direct")
-        .to_string();
-    let keys = vec![format!("user:{name}"), format!("client:{client}")];
+    let password = field(&f, "password").unwrap_or("").to_string();
+    // A name longer than any configured one is nobody's; its throttle key is shared so
+    // that long names cannot each take a slot of their own.
+    let name_key = if name.chars().count() <= MAX_USER_NAME {
+        name.as_str()
+    } else {
+        "<too long>"
+    };
+    let keys = vec![
+        format!("user:{name_key}"),
+        format!("client:{}", ui.client(&headers, peer)),
+    ];
     let now = ui.now_ms();
     // A small delay that grows with recent failures slows guessing (at most 2 s).
     let failures = ui.sessions.recent_failures(&keys, now);
@@ -312,13 +365,24 @@ async fn post_login(State(ui): State<Arc<Ui>>, request: Request) -> Response {
         .iter()
         .find(|u| u.name == name);
     let role = user.and_then(|u| Role::parse(&u.role));
-    let ok = match user {
-        Some(u) => auth::verify_password(password, &u.password_hash).unwrap_or(false),
-        None => {
-            // The same work as a real check, so timing does not tell who exists.
-            let _ = auth::verify_password(password, DUMMY_HASH);
-            false
-        }
+    // Unknown users are checked against a hash as costly as a real one, so timing does not
+    // tell who exists.
+    let hash = user.map_or_else(|| ui.dummy_hash().to_string(), |u| u.password_hash.clone());
+    let ok = {
+        let Ok(_slot) = ui.verify_slots.acquire().await else {
+            return login_page_with(
+                &ui,
+                lang,
+                Some(t(lang, "unavailable")),
+                StatusCode::SERVICE_UNAVAILABLE,
+            );
+        };
+        tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(false)
+            && user.is_some()
     };
     match (ok, role) {
         (true, Some(role)) => {
@@ -333,6 +397,10 @@ async fn post_login(State(ui): State<Arc<Ui>>, request: Request) -> Response {
                     Some(t(lang, "unavailable")),
                     StatusCode::SERVICE_UNAVAILABLE,
                 );
+            }
+            // A session this browser still held ends: one browser, one session.
+            if let Some(old) = cookie_value(&headers, SESSION_COOKIE) {
+                ui.sessions.remove(&old);
             }
             let id = ui.sessions.create(&name, role, now);
             tracing::info!(user = %name, "dashboard login");
@@ -379,13 +447,12 @@ async fn journal_session(
         .map(|_| ())
 }
 
-/// A valid hash of a password nobody knows (for unknown users' timing).
-const DUMMY_HASH: &str =
-    "pbkdf2-sha256$210000$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+/// The longest user name a login may name (longer ones are nobody's).
+const MAX_USER_NAME: usize = 256;
 
 async fn post_logout(State(ui): State<Arc<Ui>>, request: Request) -> Response {
     let headers = request.headers().clone();
-    let session = ui.session(&headers);
+    let session = ui.session(&headers, true);
     let Some(f) = read_form(request).await else {
         return csrf_refused(Lang::Ru);
     };
@@ -405,6 +472,61 @@ async fn post_logout(State(ui): State<Arc<Ui>>, request: Request) -> Response {
         &format!("/ui/login?lang={}", lang.code()),
         &[ui.cookie(SESSION_COOKIE, "", Some(0))],
     )
+}
+
+/// Around every `/ui` request: a POST sent from another site is refused before any
+/// handler runs (login CSRF from a sibling domain, a form on a foreign page); and an
+/// answer made outside the handlers (axum's own 405 or 400) still gets the headers.
+async fn guard(request: Request, next: axum::middleware::Next) -> Response {
+    if request.method() == axum::http::Method::POST && cross_site(request.headers()) {
+        tracing::warn!(path = %request.uri().path(), "dashboard POST from another site refused");
+        return csrf_refused(lang_of(request.headers(), &[]));
+    }
+    let r = next.run(request).await;
+    if r.headers().contains_key(header::CONTENT_SECURITY_POLICY) {
+        r
+    } else {
+        secure(r, "default-src 'none'; frame-ancestors 'none'")
+    }
+}
+
+/// Whether the browser says the request comes from another site. Browsers send
+/// `Sec-Fetch-Site` with every request: anything but same-origin (or a direct
+/// navigation) is foreign — `same-site` too, a sibling domain being exactly who could plant
+/// a login cookie. Without it, an `Origin` naming another host is foreign; `Origin: null`
+/// is not judged, since our own `Referrer-Policy: no-referrer` makes browsers send it.
+fn cross_site(headers: &HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        return site != "same-origin" && site != "none";
+    }
+    match (text("origin"), text("host")) {
+        (Some("null"), _) | (None, _) => false,
+        (Some(origin), Some(host)) => {
+            let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
+            !authority.eq_ignore_ascii_case(host)
+        }
+        (Some(_), None) => true,
+    }
+}
+
+/// A page that does not exist, in the dashboard's own dress.
+async fn not_found(headers: HeaderMap, request: Request) -> Response {
+    let lang = lang_of(&headers, &form(request.uri().query().unwrap_or("")));
+    let nonce = auth::random_token(16);
+    let body = pages::layout(
+        lang,
+        &nonce,
+        None,
+        t(lang, "not_found"),
+        "",
+        &format!(
+            "<p class=\"error\" data-test=\"not-found\">{}</p>",
+            pages::esc(t(lang, "not_found"))
+        ),
+        None,
+    );
+    html(StatusCode::NOT_FOUND, &nonce, body)
 }
 
 /// The dashboard's icon: every page links it, so that browsers do not ask for a
@@ -429,6 +551,8 @@ pub fn router(app: Arc<AppState>) -> Router<Arc<AppState>> {
     let ui = Arc::new(Ui {
         app,
         sessions: Sessions::default(),
+        dummy_hash: std::sync::OnceLock::new(),
+        verify_slots: tokio::sync::Semaphore::new(2),
     });
     Router::new()
         .route("/login", get(get_login).post(post_login))
@@ -437,6 +561,7 @@ pub fn router(app: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/systems/{mnemonic}", get(pages::system))
         .route("/agencies", get(pages::agencies))
         .route("/agencies/{mnemonic}", get(pages::agency))
+        .route("/queues", get(pages::queues))
         .route("/overdue", get(pages::overdue))
         .route("/alerts", get(pages::alerts))
         .route("/registry", get(pages::registry))
@@ -450,6 +575,8 @@ pub fn router(app: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/reports", get(pages::reports))
         .route("/reports/evaluation", get(pages::evaluation))
         .route("/icon.svg", get(icon))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(guard))
         .with_state(ui)
 }
 
@@ -464,10 +591,5 @@ mod tests {
         assert_eq!(field(&f, "b"), Some("м&x"));
         assert_eq!(field(&f, "c"), Some(""));
         assert_eq!(field(&f, "d"), Some("%zz"));
-    }
-
-    #[test]
-    fn the_dummy_hash_parses() {
-        assert!(auth::parse_hash(DUMMY_HASH).is_ok());
     }
 }

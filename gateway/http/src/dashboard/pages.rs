@@ -72,6 +72,7 @@ pub fn layout(
             Role::Operator => &[
                 ("/ui", "overview"),
                 ("/ui/agencies", "agencies"),
+                ("/ui/queues", "queues"),
                 ("/ui/overdue", "overdue"),
                 ("/ui/alerts", "alerts"),
                 ("/ui/registry", "registry"),
@@ -107,8 +108,16 @@ pub fn layout(
     }
     let other = lang.other();
     let switch_path = if path.is_empty() { "/ui/login" } else { path };
+    // The refresh is marked `auto=1`: it does not count as the user's activity, so an
+    // unattended console still logs out after `session_idle_seconds`.
     let refresh = refresh
-        .map(|s| format!("<meta http-equiv=\"refresh\" content=\"{s}\">"))
+        .map(|s| {
+            format!(
+                "<meta http-equiv=\"refresh\" content=\"{s};url={}?lang={}&amp;auto=1\">",
+                esc(path),
+                lang.code()
+            )
+        })
         .unwrap_or_default();
     format!(
         "<!DOCTYPE html>\n<html lang=\"{code}\"><head><meta charset=\"utf-8\">{refresh}\
@@ -181,7 +190,8 @@ fn page(
 ) -> Result<Page, Box<Response>> {
     let query = form(query.as_deref().unwrap_or(""));
     let lang = lang_of(headers, &query);
-    let (_, session) = require(ui, headers, lang, role)?;
+    let activity = field(&query, "auto") != Some("1");
+    let (_, session) = require(ui, headers, lang, role, activity)?;
     Ok(Page {
         lang,
         session,
@@ -749,6 +759,54 @@ fn time(ms: i64) -> String {
     mezhved_core::clock::xs_datetime(mezhved_core::clock::from_ms(ms))
 }
 
+/// Every queue with messages waiting: per recipient system and queue (requests,
+/// responses, statuses), how many and since when — the same figures `/metrics` exports.
+pub async fn queues(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let p = match page(&ui, &headers, q, Role::Operator) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let snap = match ui.app.store.metrics_snapshot().await {
+        Ok(s) => s,
+        Err(e) => return p.error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    };
+    let now = ui.now_ms();
+    let total: u64 = snap.queues.iter().map(|q| q.pending).sum();
+    let mut b = format!(
+        "<p>{}: <span id=\"queues-total\" data-pending=\"{total}\">{total}</span></p>\
+         <table id=\"queues\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        p.l("waiting"),
+        p.l("system"),
+        p.l("queue"),
+        p.l("waiting"),
+        p.l("oldest"),
+        p.l("age"),
+    );
+    for q in &snap.queues {
+        let age = q.oldest_received_at_ms.map(|at| match p.lang {
+            Lang::En => mezhved_core::monitoring::human_duration(now - at),
+            Lang::Ru => mezhved_core::monitoring::human_duration_ru(now - at),
+        });
+        let _ = write!(
+            b,
+            "<tr data-queue=\"{m}/{queue}\" data-pending=\"{n}\"><td><a href=\"{href}\">{m}</a></td>\
+             <td>{queue}</td><td>{n}</td><td>{oldest}</td><td>{age}</td></tr>",
+            m = esc(&q.recipient_system),
+            href = esc(&p.link(&format!("/ui/systems/{}", url(&q.recipient_system)))),
+            queue = q.queue.name(),
+            n = q.pending,
+            oldest = opt(q.oldest_received_at_ms.map(time)),
+            age = opt(age.as_deref()),
+        );
+    }
+    b.push_str("</table>");
+    p.render(t(p.lang, "queues"), "/ui/queues", &b, Some(10))
+}
+
 pub async fn overdue(
     State(ui): State<Arc<Ui>>,
     headers: HeaderMap,
@@ -960,7 +1018,7 @@ pub async fn post_maintenance(State(ui): State<Arc<Ui>>, request: Request) -> Re
     let headers = request.headers().clone();
     let query = form(request.uri().query().unwrap_or(""));
     let lang = lang_of(&headers, &query);
-    let (_, session) = match require(&ui, &headers, lang, Role::Operator) {
+    let (_, session) = match require(&ui, &headers, lang, Role::Operator, true) {
         Ok(s) => s,
         Err(r) => return *r,
     };

@@ -781,7 +781,7 @@ pub async fn components(state: &AppState, now_ms: i64) -> BTreeMap<&'static str,
                     format!("the production calendar covers {year}")
                 } else {
                     format!(
-                        "no production calendar for {year}: deadlines count Monday to Friday only"
+                        "no production calendar for {year}: deadlines count the Labour Code's holidays only, without the Government's transfers"
                     )
                 },
             }

@@ -58,6 +58,13 @@ pub struct GatewayConfig {
     pub certificate: PathBuf,
     /// Every SOAP call is bounded by this.
     pub timeout_seconds: u64,
+    /// For an `https://` URL: PEM roots that the gateway's TLS certificate must chain to
+    /// (empty: the system's default roots).
+    pub tls_ca_file: PathBuf,
+    /// A client certificate chain and its key (PEM), where the gateway's front asks for
+    /// one (mutual TLS); both or neither.
+    pub tls_client_certificate: PathBuf,
+    pub tls_client_key: PathBuf,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -195,6 +202,9 @@ impl Default for GatewayConfig {
             trust_dir: PathBuf::from("trust"),
             certificate: PathBuf::new(),
             timeout_seconds: 60,
+            tls_ca_file: PathBuf::new(),
+            tls_client_certificate: PathBuf::new(),
+            tls_client_key: PathBuf::new(),
         }
     }
 }
@@ -300,8 +310,21 @@ impl AdapterConfig {
         fix(&mut self.data_dir);
         fix(&mut self.gateway.trust_dir);
         fix(&mut self.gateway.certificate);
+        fix(&mut self.gateway.tls_ca_file);
+        fix(&mut self.gateway.tls_client_certificate);
+        fix(&mut self.gateway.tls_client_key);
         fix(&mut self.key.key);
         fix(&mut self.key.certificate);
+    }
+
+    /// TLS towards the gateway (an `https://` URL).
+    pub fn gateway_tls(&self) -> mezhved_net::TlsSettings {
+        let set = |p: &PathBuf| (!p.as_os_str().is_empty()).then(|| p.clone());
+        mezhved_net::TlsSettings {
+            ca_file: set(&self.gateway.tls_ca_file),
+            client_certificate: set(&self.gateway.tls_client_certificate),
+            client_key: set(&self.gateway.tls_client_key),
+        }
     }
 
     pub fn database_path(&self) -> PathBuf {
@@ -368,10 +391,11 @@ impl AdapterConfig {
                 self.gateway.url
             )),
         }
-        if self.gateway.url.starts_with("https:") {
+        if self.gateway.tls_client_certificate.as_os_str().is_empty()
+            != self.gateway.tls_client_key.as_os_str().is_empty()
+        {
             problems.push(
-                "gateway.url: https is not supported by this adapter yet; put a TLS proxy in front"
-                    .into(),
+                "gateway.tls_client_certificate and gateway.tls_client_key: both or neither".into(),
             );
         }
         if self.gateway.trust_dir.as_os_str().is_empty() {

@@ -195,10 +195,15 @@ fn load_client(config: &AdapterConfig, clock: ClockFn) -> Result<SystemClient, A
     };
     let verifier = GatewayVerifier::from_files(&config.gateway.trust_dir, pin)
         .map_err(|e| AdapterError::Setup(format!("gateway.trust_dir/certificate: {e}")))?;
-    let client = SystemClient::new(&config.gateway.url, Arc::new(key), Some(Arc::new(verifier)))
-        .map_err(|e| AdapterError::Setup(format!("gateway.url: {e}")))?
-        .with_clock(clock)
-        .with_timeout(config.gateway_timeout());
+    let client = SystemClient::with_tls(
+        &config.gateway.url,
+        &config.gateway_tls(),
+        Arc::new(key),
+        Some(Arc::new(verifier)),
+    )
+    .map_err(|e| AdapterError::Setup(format!("gateway.url/tls: {e}")))?
+    .with_clock(clock)
+    .with_timeout(config.gateway_timeout());
     Ok(client)
 }
 

@@ -49,6 +49,15 @@ pub enum ClientError {
     Answer(String),
 }
 
+/// A transport failure, with what TCP or TLS said when connecting failed.
+fn transport_error(e: hyper_util::client::legacy::Error) -> ClientError {
+    match std::error::Error::source(&e).and_then(mezhved_net::connect_error) {
+        Some(c) if c.is_tls() => ClientError::Http(format!("TLS: {}", c.message())),
+        Some(c) => ClientError::Http(c.message().to_string()),
+        None => ClientError::Http(e.to_string()),
+    }
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -573,19 +582,27 @@ type StreamingBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::
 /// An HTTP client for one endpoint (keep-alive pooled).
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: HyperClient<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    http: HyperClient<mezhved_net::Connector, Full<Bytes>>,
     /// For calls with streamed parts ([`Client::call_streamed`]); its own pool.
-    streaming: HyperClient<hyper_util::client::legacy::connect::HttpConnector, StreamingBody>,
+    streaming: HyperClient<mezhved_net::Connector, StreamingBody>,
     endpoint: hyper::Uri,
 }
 
 impl Client {
+    /// A client of `endpoint` (`http://` or `https://`); TLS trusts the system's roots.
     pub fn new(endpoint: &str) -> Result<Client, ClientError> {
+        Client::with_tls(endpoint, &mezhved_net::TlsSettings::default())
+    }
+
+    /// A client of `endpoint` with TLS as `tls` says: its own roots (a gateway with a
+    /// certificate from the operator's CA) and a client certificate where the gateway's
+    /// front asks for one. `http://` endpoints connect in clear.
+    pub fn with_tls(endpoint: &str, tls: &mezhved_net::TlsSettings) -> Result<Client, ClientError> {
         let endpoint = endpoint
             .parse()
             .map_err(|e| ClientError::Http(format!("{endpoint}: {e}")))?;
-        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        connector.set_nodelay(true);
+        let connector =
+            mezhved_net::Connector::new(tls).map_err(|e| ClientError::Http(e.to_string()))?;
         let http = HyperClient::builder(TokioExecutor::new()).build(connector.clone());
         let streaming = HyperClient::builder(TokioExecutor::new()).build(connector);
         Ok(Client {
@@ -679,7 +696,7 @@ impl Client {
             .streaming
             .request(request)
             .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
+            .map_err(transport_error)?;
         read_reply(response, dir).await
     }
 
@@ -724,11 +741,7 @@ impl Client {
             .header("SOAPAction", "\"\"")
             .body(Full::new(body))
             .map_err(|e| ClientError::Http(e.to_string()))?;
-        let response = self
-            .http
-            .request(request)
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let response = self.http.request(request).await.map_err(transport_error)?;
         read_reply(response, dir).await
     }
 

@@ -50,14 +50,29 @@ fn wall_clock() -> SystemTime {
 }
 
 impl SystemClient {
-    /// `endpoint`: the gateway's SOAP URL (`…/smev/v1.1`).
+    /// `endpoint`: the gateway's SOAP URL (`…/smev/v1.1`); TLS trusts the system's roots.
     pub fn new(
         endpoint: &str,
         key: Arc<dyn Signer>,
         verifier: Option<Arc<GatewayVerifier>>,
     ) -> Result<SystemClient, CallError> {
+        Self::with_tls(
+            endpoint,
+            &mezhved_net::TlsSettings::default(),
+            key,
+            verifier,
+        )
+    }
+
+    /// As [`SystemClient::new`], with TLS as `tls` says (roots, client certificate).
+    pub fn with_tls(
+        endpoint: &str,
+        tls: &mezhved_net::TlsSettings,
+        key: Arc<dyn Signer>,
+        verifier: Option<Arc<GatewayVerifier>>,
+    ) -> Result<SystemClient, CallError> {
         Ok(SystemClient {
-            client: Client::new(endpoint).map_err(CallError::from)?,
+            client: Client::with_tls(endpoint, tls).map_err(CallError::from)?,
             key,
             verifier,
             clock: Arc::new(wall_clock),

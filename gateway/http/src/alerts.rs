@@ -13,7 +13,6 @@ use crate::server::AppState;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Uri;
-use hyper_util::rt::TokioIo;
 use mezhved_core::clock::{from_ms, to_ms, xs_datetime};
 use mezhved_core::monitoring::{alert_conditions, plan_alerts, Condition, SystemMeasures};
 use mezhved_store::{ActiveAlert, NewEvent};
@@ -241,81 +240,36 @@ pub async fn deliver(url: &str, t: &Transition, s: &WebhookSettings) -> bool {
 }
 
 /// One POST of `body` (JSON) to `url` over its own connection: TLS by OpenSSL with peer
-/// verification against the system roots for `https`, plain only where allowed.
+/// verification against the system roots for `https` (`mezhved_net`), plain only where
+/// allowed.
 async fn post_json(url: &str, body: &[u8], allow_plain_http: bool) -> Result<(), String> {
     check_webhook_url(url, allow_plain_http)?;
     let uri: Uri = url.parse().map_err(|e| format!("{e}"))?;
-    let https = uri.scheme_str() == Some("https");
-    let host = uri
-        .host()
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| format!("connect {host}:{port}: {e}"))?;
-    let authority = uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .unwrap_or_else(|| host.clone());
-    let path = uri
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
-    let request = hyper::Request::post(path)
-        .header(hyper::header::HOST, authority)
+    let connector = mezhved_net::Connector::new(&mezhved_net::TlsSettings::default())
+        .map_err(|e| e.to_string())?;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(connector);
+    let request = hyper::Request::post(uri)
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::copy_from_slice(body)))
         .map_err(|e| e.to_string())?;
-    let status = if https {
-        let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client())
-            .map_err(|e| e.to_string())?;
-        b.set_min_proto_version(Some(openssl::ssl::SslVersion::TLS1_2))
-            .map_err(|e| e.to_string())?;
-        let ssl = b
-            .build()
-            .configure()
-            .and_then(|c| c.into_ssl(&host))
-            .map_err(|e| e.to_string())?;
-        let mut stream = tokio_openssl::SslStream::new(ssl, tcp).map_err(|e| e.to_string())?;
-        std::pin::Pin::new(&mut stream)
-            .connect()
-            .await
-            .map_err(|e| format!("TLS with {host}: {e}"))?;
-        send(TokioIo::new(stream), request).await?
-    } else {
-        send(TokioIo::new(tcp), request).await?
-    };
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(format!("answered {status}"))
-    }
-}
-
-async fn send<T>(io: T, request: hyper::Request<Full<Bytes>>) -> Result<hyper::StatusCode, String>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
-    let driver = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
+    let response = client.request(request).await.map_err(|e| {
+        match std::error::Error::source(&e).and_then(mezhved_net::connect_error) {
+            Some(c) => c.message().to_string(),
+            None => e.to_string(),
+        }
+    })?;
     let status = response.status();
     // Read (and drop) a bounded reply so the connection ends cleanly.
     let _ = http_body_util::Limited::new(response.into_body(), 64 * 1024)
         .collect()
         .await;
-    driver.abort();
-    Ok(status)
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("answered {status}"))
+    }
 }
 
 /// Evaluates the rules every `[monitoring] alert_interval_seconds` until aborted.

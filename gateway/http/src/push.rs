@@ -20,26 +20,19 @@ use futures_util::TryStreamExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::Uri;
-use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use mezhved_core::push::{
     PushReply, PushRequest, PushTransport, TransportError, TransportErrorKind,
 };
 use mezhved_core::registry::check_push_url;
-use openssl::ssl::{SslConnector, SslMethod, SslVersion};
-use openssl::x509::store::X509StoreBuilder;
-use openssl::x509::X509;
+use mezhved_net::{Connector, TlsSettings, TlsSetupError};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+
 use std::time::Duration;
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
-use tokio_openssl::SslStream;
 
 /// Why the transport could not be built (at start, from the configuration).
 #[derive(Debug, Error)]
@@ -48,152 +41,8 @@ pub enum PushTransportError {
     CaFile { path: String, message: String },
     #[error("push TLS setup: {0}")]
     Tls(#[from] openssl::error::ErrorStack),
-}
-
-/// A failure while connecting, kept in the client's error chain so a TLS failure can be
-/// told from a TCP one.
-#[derive(Debug, Error)]
-#[error("{message}")]
-struct ConnectError {
-    tls: bool,
-    message: String,
-}
-
-/// A TCP stream, in TLS or (when allowed) in clear.
-enum Stream {
-    Plain(TcpStream),
-    Tls(SslStream<TcpStream>),
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
-
-/// A connection as hyper's client wants it.
-struct Conn(TokioIo<Stream>);
-
-impl hyper::rt::Read for Conn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
-    }
-}
-
-impl hyper::rt::Write for Conn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
-    }
-}
-
-impl Connection for Conn {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
-}
-
-/// Opens TCP, then TLS for `https` (SNI and host-name or IP verification by OpenSSL).
-#[derive(Clone)]
-struct Connector {
-    tls: Arc<SslConnector>,
-}
-
-impl tower_service::Service<Uri> for Connector {
-    type Response = Conn;
-    type Error = ConnectError;
-    type Future = Pin<Box<dyn Future<Output = Result<Conn, ConnectError>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let tls = self.tls.clone();
-        Box::pin(async move {
-            let fail = |tls: bool, message: String| ConnectError { tls, message };
-            let https = uri.scheme_str() == Some("https");
-            let host = uri
-                .host()
-                .ok_or_else(|| fail(false, format!("{uri} has no host")))?;
-            // `Uri::host` keeps an IPv6 literal's brackets; resolving and verification
-            // want the bare address.
-            let host = host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string();
-            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-            let tcp = TcpStream::connect((host.as_str(), port))
-                .await
-                .map_err(|e| fail(false, format!("cannot connect to {host}:{port}: {e}")))?;
-            // Small SOAP messages: do not wait to fill segments.
-            let _ = tcp.set_nodelay(true);
-            if !https {
-                return Ok(Conn(TokioIo::new(Stream::Plain(tcp))));
-            }
-            let ssl = tls
-                .configure()
-                .and_then(|c| c.into_ssl(&host))
-                .map_err(|e| fail(true, format!("TLS setup for {host}: {e}")))?;
-            let mut stream = SslStream::new(ssl, tcp)
-                .map_err(|e| fail(true, format!("TLS setup for {host}: {e}")))?;
-            Pin::new(&mut stream).connect().await.map_err(|e| {
-                let verify = stream.ssl().verify_result();
-                let detail = if verify == openssl::x509::X509VerifyResult::OK {
-                    e.to_string()
-                } else {
-                    format!("{e}: {}", verify.error_string())
-                };
-                fail(true, format!("TLS handshake with {host}:{port}: {detail}"))
-            })?;
-            Ok(Conn(TokioIo::new(Stream::Tls(stream))))
-        })
-    }
+    #[error("push TLS setup: {0}")]
+    Setup(String),
 }
 
 type PushBody = UnsyncBoxBody<Bytes, io::Error>;
@@ -219,28 +68,15 @@ impl HttpsPushTransport {
     /// The transport `config` describes: its trust roots are read now, so a bad
     /// `ca_file` stops the start rather than every push.
     pub fn new(config: &PushConfig) -> Result<HttpsPushTransport, PushTransportError> {
-        let mut builder = SslConnector::builder(SslMethod::tls_client())?;
-        builder.set_min_proto_version(Some(SslVersion::TLS1_2))?;
-        if !config.ca_file.as_os_str().is_empty() {
-            let err = |message: String| PushTransportError::CaFile {
-                path: config.ca_file.display().to_string(),
-                message,
-            };
-            let pem = std::fs::read(&config.ca_file).map_err(|e| err(e.to_string()))?;
-            let certs = X509::stack_from_pem(&pem).map_err(|e| err(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(err("holds no PEM certificate".into()));
-            }
-            // Only these roots: the system's defaults are not trusted besides them.
-            let mut store = X509StoreBuilder::new()?;
-            for cert in certs {
-                store.add_cert(cert)?;
-            }
-            builder.set_cert_store(store.build());
-        }
-        let connector = Connector {
-            tls: Arc::new(builder.build()),
+        let settings = TlsSettings {
+            ca_file: (!config.ca_file.as_os_str().is_empty()).then(|| config.ca_file.clone()),
+            ..TlsSettings::default()
         };
+        let connector = Connector::new(&settings).map_err(|e| match e {
+            TlsSetupError::CaFile { path, message } => PushTransportError::CaFile { path, message },
+            TlsSetupError::ClientCertificate { message, .. } => PushTransportError::Setup(message),
+            TlsSetupError::Tls(e) => PushTransportError::Tls(e),
+        })?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
@@ -318,17 +154,13 @@ impl HttpsPushTransport {
 
 /// Names a client failure by what went wrong: the connection, TLS, or the exchange.
 fn classify(e: hyper_util::client::legacy::Error) -> TransportError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
-    while let Some(s) = source {
-        if let Some(c) = s.downcast_ref::<ConnectError>() {
-            let kind = if c.tls {
-                TransportErrorKind::Tls
-            } else {
-                TransportErrorKind::Connect
-            };
-            return TransportError::new(kind, c.message.clone());
-        }
-        source = s.source();
+    if let Some(c) = std::error::Error::source(&e).and_then(mezhved_net::connect_error) {
+        let kind = if c.is_tls() {
+            TransportErrorKind::Tls
+        } else {
+            TransportErrorKind::Connect
+        };
+        return TransportError::new(kind, c.message().to_string());
     }
     let kind = if e.is_connect() {
         TransportErrorKind::Connect

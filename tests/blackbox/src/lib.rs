@@ -676,3 +676,116 @@ pub async fn mtom_bytes(call: &Outgoing) -> (String, Vec<u8>) {
         .expect("MTOM stream");
     (body.content_type, chunks.concat())
 }
+
+/// A self-signed certificate for 127.0.0.1 and its key: a TLS server's (`server`), or a
+/// TLS client's.
+pub fn self_signed_tls(
+    server: bool,
+) -> (
+    openssl::x509::X509,
+    openssl::pkey::PKey<openssl::pkey::Private>,
+) {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::extension::{
+        BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
+    };
+    use openssl::x509::{X509NameBuilder, X509};
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("curve");
+    let key = PKey::from_ec_key(EcKey::generate(&group).expect("key")).expect("pkey");
+    let mut name = X509NameBuilder::new().expect("name");
+    name.append_entry_by_text("CN", "mezhved test TLS peer")
+        .expect("CN");
+    let name = name.build();
+    let mut b = X509::builder().expect("builder");
+    b.set_version(2).expect("v3");
+    let mut serial = BigNum::new().expect("bn");
+    serial
+        .rand(64, openssl::bn::MsbOption::MAYBE_ZERO, false)
+        .expect("serial");
+    b.set_serial_number(&serial.to_asn1_integer().expect("serial"))
+        .expect("serial");
+    b.set_subject_name(&name).expect("subject");
+    b.set_issuer_name(&name).expect("issuer");
+    b.set_pubkey(&key).expect("pubkey");
+    b.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
+        .expect("not before");
+    b.set_not_after(&Asn1Time::days_from_now(2).expect("time"))
+        .expect("not after");
+    b.append_extension(BasicConstraints::new().critical().ca().build().expect("bc"))
+        .expect("bc");
+    b.append_extension(
+        KeyUsage::new()
+            .critical()
+            .digital_signature()
+            .key_cert_sign()
+            .build()
+            .expect("ku"),
+    )
+    .expect("ku");
+    let mut eku = ExtendedKeyUsage::new();
+    if server {
+        eku.server_auth();
+    } else {
+        eku.client_auth();
+    }
+    b.append_extension(eku.build().expect("eku")).expect("eku");
+    let san = SubjectAlternativeName::new()
+        .ip("127.0.0.1")
+        .build(&b.x509v3_context(None, None))
+        .expect("san");
+    b.append_extension(san).expect("san");
+    b.sign(&key, MessageDigest::sha256()).expect("sign");
+    (b.build(), key)
+}
+
+/// A TLS server's acceptor for `cert`.
+pub fn tls_acceptor(
+    cert: &openssl::x509::X509,
+    key: &openssl::pkey::PKey<openssl::pkey::Private>,
+) -> openssl::ssl::SslAcceptor {
+    let mut a =
+        openssl::ssl::SslAcceptor::mozilla_intermediate_v5(openssl::ssl::SslMethod::tls_server())
+            .expect("acceptor");
+    a.set_private_key(key).expect("key");
+    a.set_certificate(cert).expect("certificate");
+    a.build()
+}
+
+/// A TLS front for a plain-HTTP server at `target`, as an operator's proxy would be:
+/// accepts TLS with `acceptor` on 127.0.0.1 and relays the bytes. Returns its address.
+pub async fn tls_front(
+    target: std::net::SocketAddr,
+    acceptor: openssl::ssl::SslAcceptor,
+) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let acceptor = Arc::new(acceptor);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(ssl) = openssl::ssl::Ssl::new(acceptor.context()) else {
+                    return;
+                };
+                let Ok(mut tls) = tokio_openssl::SslStream::new(ssl, tcp) else {
+                    return;
+                };
+                if std::pin::Pin::new(&mut tls).accept().await.is_err() {
+                    return;
+                }
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+            });
+        }
+    });
+    addr
+}

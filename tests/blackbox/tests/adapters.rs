@@ -1325,3 +1325,135 @@ async fn with_push_delivery_the_gateway_delivers_to_both_adapters_without_pollin
     provider.stop().await;
     gw.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// The gateway behind an operator's TLS front.
+
+/// Writes `cert` as PEM into `dir/name`.
+fn pem_file(dir: &Path, name: &str, pem: Vec<u8>) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, pem).expect("write PEM");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_the_adapter_trusts_only_its_roots_and_presents_its_client_certificate() {
+    let gw = TestGateway::start().await;
+    let dirs = tempfile::tempdir().expect("tempdir");
+    let target: SocketAddr = gw
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("gateway address");
+    let (server, server_key) = self_signed_tls(true);
+    let (stranger, _) = self_signed_tls(true);
+    let (client_cert, client_key) = self_signed_tls(false);
+    let roots = pem_file(dirs.path(), "roots.pem", server.to_pem().expect("pem"));
+    let other_roots = pem_file(dirs.path(), "other.pem", stranger.to_pem().expect("pem"));
+    let client_pem = pem_file(
+        dirs.path(),
+        "client.pem",
+        client_cert.to_pem().expect("pem"),
+    );
+    let client_key_pem = pem_file(
+        dirs.path(),
+        "client.key",
+        client_key.private_key_to_pem_pkcs8().expect("pem"),
+    );
+
+    // The SDK through a TLS front: trusted roots work, other roots are a TLS failure
+    // before anything is sent.
+    let front = tls_front(target, tls_acceptor(&server, &server_key)).await;
+    let url = format!("https://127.0.0.1:{}/smev/v1.1", front.port());
+    let settings = |ca: &Path| mezhved_net::TlsSettings {
+        ca_file: Some(ca.to_path_buf()),
+        ..Default::default()
+    };
+    let key = key("ecdsa", "consumer-is");
+    let sdk =
+        client::SystemClient::with_tls(&url, &settings(&roots), key.clone(), None).expect("client");
+    let accepted = sdk
+        .send_request(&gw.birth_request("over-tls"))
+        .await
+        .expect("accepted over TLS");
+    assert!(!accepted.global_id.is_empty(), "{accepted:?}");
+    let stranger_sdk =
+        client::SystemClient::with_tls(&url, &settings(&other_roots), key.clone(), None)
+            .expect("client");
+    let refused = stranger_sdk
+        .send_request(&gw.birth_request("wrong-roots"))
+        .await
+        .expect_err("an untrusted certificate");
+    assert!(refused.to_string().contains("TLS"), "{refused}");
+    assert!(refused.to_string().contains("certificate"), "{refused}");
+    // (The system's default roots do not know a self-signed front either.)
+    assert!(client::SystemClient::new(&url, key.clone(), None)
+        .expect("client")
+        .send_request(&gw.birth_request("default-roots"))
+        .await
+        .is_err());
+    assert_eq!(
+        gw.count("SELECT count(*) FROM messages WHERE sender_system = 'USZN_IS'"),
+        1
+    );
+
+    // A front that demands a client certificate chained to the operator's list.
+    let mut strict =
+        openssl::ssl::SslAcceptor::mozilla_intermediate_v5(openssl::ssl::SslMethod::tls_server())
+            .expect("acceptor");
+    strict.set_private_key(&server_key).expect("key");
+    strict.set_certificate(&server).expect("certificate");
+    let mut clients = openssl::x509::store::X509StoreBuilder::new().expect("store");
+    clients.add_cert(client_cert.clone()).expect("client root");
+    strict
+        .set_verify_cert_store(clients.build())
+        .expect("store");
+    strict.set_verify(
+        openssl::ssl::SslVerifyMode::PEER | openssl::ssl::SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+    );
+    let strict_front = tls_front(target, strict.build()).await;
+    let strict_url = format!("https://127.0.0.1:{}/smev/v1.1", strict_front.port());
+    let anonymous =
+        client::SystemClient::with_tls(&strict_url, &settings(&roots), key.clone(), None)
+            .expect("client");
+    assert!(anonymous
+        .send_request(&gw.birth_request("no-client-cert"))
+        .await
+        .is_err());
+
+    // The adapter, configured with the roots and its client certificate, sends through it.
+    let mut config = consumer_config(&strict_url, &dirs.path().join("uszn"));
+    config.gateway.tls_ca_file = roots.clone();
+    config.gateway.tls_client_certificate = client_pem.clone();
+    config.gateway.tls_client_key = client_key_pem.clone();
+    config.validate().expect("a valid configuration");
+    let consumer = Running::start(config, &gw.clock).await;
+    let r = consumer
+        .post(
+            "/api/v1/requests",
+            &submission(&gw.clock, "tls-1", "through-mtls"),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let path = format!("/api/v1/requests/{}", r.json()["id"]);
+    eventually(
+        "the request reaches the gateway over mutual TLS",
+        || async { consumer.get(&path).await["global_id"].is_string() },
+    )
+    .await;
+    assert_eq!(
+        gw.count("SELECT count(*) FROM messages WHERE sender_system = 'USZN_IS'"),
+        2
+    );
+    consumer.stop().await;
+
+    // A client certificate without its key is a configuration error.
+    let mut half = consumer_config(&strict_url, &dirs.path().join("half"));
+    half.gateway.tls_client_certificate = client_pem;
+    let problems = half.validate().expect_err("half a client identity");
+    assert!(
+        problems.to_string().contains("both or neither"),
+        "{problems}"
+    );
+    gw.stop().await;
+}

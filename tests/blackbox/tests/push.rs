@@ -722,80 +722,10 @@ async fn plain_http_endpoints_are_refused_unless_allowed() {
     );
 }
 
-/// A self-signed certificate for 127.0.0.1 and its key, as a TLS server would use.
-fn self_signed() -> (
-    openssl::x509::X509,
-    openssl::pkey::PKey<openssl::pkey::Private>,
-) {
-    use openssl::asn1::Asn1Time;
-    use openssl::bn::BigNum;
-    use openssl::ec::{EcGroup, EcKey};
-    use openssl::hash::MessageDigest;
-    use openssl::nid::Nid;
-    use openssl::pkey::PKey;
-    use openssl::x509::extension::{
-        BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
-    };
-    use openssl::x509::{X509NameBuilder, X509};
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("curve");
-    let key = PKey::from_ec_key(EcKey::generate(&group).expect("key")).expect("pkey");
-    let mut name = X509NameBuilder::new().expect("name");
-    name.append_entry_by_text("CN", "mezhved push test endpoint")
-        .expect("CN");
-    let name = name.build();
-    let mut b = X509::builder().expect("builder");
-    b.set_version(2).expect("v3");
-    let mut serial = BigNum::new().expect("bn");
-    serial
-        .rand(64, openssl::bn::MsbOption::MAYBE_ZERO, false)
-        .expect("serial");
-    b.set_serial_number(&serial.to_asn1_integer().expect("serial"))
-        .expect("serial");
-    b.set_subject_name(&name).expect("subject");
-    b.set_issuer_name(&name).expect("issuer");
-    b.set_pubkey(&key).expect("pubkey");
-    b.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
-        .expect("not before");
-    b.set_not_after(&Asn1Time::days_from_now(2).expect("time"))
-        .expect("not after");
-    b.append_extension(BasicConstraints::new().critical().ca().build().expect("bc"))
-        .expect("bc");
-    b.append_extension(
-        KeyUsage::new()
-            .critical()
-            .digital_signature()
-            .key_cert_sign()
-            .build()
-            .expect("ku"),
-    )
-    .expect("ku");
-    b.append_extension(ExtendedKeyUsage::new().server_auth().build().expect("eku"))
-        .expect("eku");
-    let san = SubjectAlternativeName::new()
-        .ip("127.0.0.1")
-        .build(&b.x509v3_context(None, None))
-        .expect("san");
-    b.append_extension(san).expect("san");
-    b.sign(&key, MessageDigest::sha256()).expect("sign");
-    (b.build(), key)
-}
-
-fn acceptor(
-    cert: &openssl::x509::X509,
-    key: &openssl::pkey::PKey<openssl::pkey::Private>,
-) -> openssl::ssl::SslAcceptor {
-    let mut a =
-        openssl::ssl::SslAcceptor::mozilla_intermediate_v5(openssl::ssl::SslMethod::tls_server())
-            .expect("acceptor");
-    a.set_private_key(key).expect("key");
-    a.set_certificate(cert).expect("certificate");
-    a.build()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_over_https_trusts_only_the_configured_roots() {
-    let (trusted, trusted_key) = self_signed();
-    let (stranger, stranger_key) = self_signed();
+    let (trusted, trusted_key) = self_signed_tls(true);
+    let (stranger, stranger_key) = self_signed_tls(true);
     let dir = tempfile::tempdir().expect("tempdir");
     let ca_file = dir.path().join("push-ca.pem");
     std::fs::write(&ca_file, trusted.to_pem().expect("PEM")).expect("write the CA file");
@@ -815,12 +745,12 @@ async fn a_push_over_https_trusts_only_the_configured_roots() {
     let good = Endpoint::start(
         listen().await,
         vec![ack_by(&provider_key, "ZAGS-TLS-1")],
-        Some(acceptor(&trusted, &trusted_key)),
+        Some(tls_acceptor(&trusted, &trusted_key)),
     );
     let bad = Endpoint::start(
         listen().await,
         vec![ack_by(&provider_key, "ZAGS-TLS-0")],
-        Some(acceptor(&stranger, &stranger_key)),
+        Some(tls_acceptor(&stranger, &stranger_key)),
     );
 
     // A certificate that does not chain to the configured roots: no POST is made.

@@ -6,12 +6,13 @@
 #   libssl-dev pkg-config    building the openssl crate
 #   xmlsec1 libxmlsec1-*     the interoperability tests' independent XMLDSig implementation
 #   libxml2-dev ...          fallback source build of lxml/python-xmlsec (tests/interop/venv.sh)
+#   systemd                  systemd-analyze, which checks deploy/systemd's units in the tests
 #   chromium fonts-dejavu-core  the dashboard's browser tests (tests/blackbox/tests/browser.rs)
 #   nodejs npm               only where no `node` is installed: drives Chromium through
 #                            playwright-core (tests/browser; Node.js 20 or newer)
 set -euo pipefail
 packages=(libengine-gost-openssl libssl-dev pkg-config xmlsec1 libxmlsec1-dev libxmlsec1-openssl
-          libxml2-dev libxslt1-dev chromium fonts-dejavu-core)
+          libxml2-dev libxslt1-dev systemd chromium fonts-dejavu-core)
 command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do

@@ -272,20 +272,20 @@ impl Calendar {
     /// [`statutory_days_off`]), with a warning.
     pub fn empty() -> Calendar {
         let mut cal = Calendar::default();
-        cal.add_statutory_years();
+        cal.add_statutory_years(&BTreeSet::new());
         cal
     }
 
-    /// Years no base file covers count by the Labour Code alone: its fixed holidays and
-    /// the day off carried past a holiday that falls on a weekend. What an overlay says
-    /// about a date stays as it said.
-    fn add_statutory_years(&mut self) {
+    /// Years no base file covers (`base_years`) count by the Labour Code alone: its fixed
+    /// holidays and the day off carried past a holiday that falls on a weekend. Added
+    /// before any file, so an overlay may cancel such a day like any earlier entry.
+    fn add_statutory_years(&mut self, base_years: &BTreeSet<i32>) {
         for year in STATUTORY_YEARS {
-            if self.covered.contains(&year) {
+            if base_years.contains(&year) {
                 continue;
             }
             for d in statutory_days_off(year) {
-                self.deviations.entry(d).or_insert(false);
+                self.deviations.insert(d, false);
             }
         }
     }
@@ -311,11 +311,23 @@ impl Calendar {
     /// As [`Calendar::load`], from `(label, text)` pairs; the label stands for the file
     /// name in errors.
     pub fn from_toml_strs(files: &[(&str, &str)]) -> Result<Calendar, CalendarError> {
+        // The years some base file will cover; every other year starts from the Labour
+        // Code, so that overlays are checked (totals, short days, cancellations) against
+        // the calendar they will really be part of. (A file that does not parse is
+        // reported by `apply_file`.)
+        let mut base_years = BTreeSet::new();
+        for (_, text) in files {
+            if let Ok(parsed) = toml::from_str::<FileToml>(text) {
+                if parsed.kind == FileKind::Base {
+                    base_years.extend(parsed.years.iter().map(|y| y.year));
+                }
+            }
+        }
         let mut cal = Calendar::default();
+        cal.add_statutory_years(&base_years);
         for (label, text) in files {
             cal.apply_file(label, text)?;
         }
-        cal.add_statutory_years();
         // A later file may have made an earlier file's short day a day off.
         let short = std::mem::take(&mut cal.short);
         cal.short = short
@@ -903,6 +915,57 @@ mod tests {
         );
         // Before the present list of holidays: Monday..Friday.
         assert!(empty.is_working_day(d("2012-01-02")));
+    }
+
+    #[test]
+    fn overlays_on_a_year_without_data_build_on_the_labour_code() {
+        let federal = ("builtin", BUILTIN_RU_FEDERAL);
+        // A regional holiday on top of the statutory 2027: its total counts both, its
+        // short day is checked against both, and it may cancel a statutory day.
+        let overlay = r#"
+            name = "region"
+            kind = "overlay"
+            [[year]]
+            year = 2027
+            source = "regional law"
+            expected_working_days = 249
+            non_working = ["2027-08-30"]
+            working = ["2027-05-10"]
+            pre_holiday_short = ["2027-08-27"]
+        "#;
+        let cal = Calendar::from_toml_strs(&[federal, ("region", overlay)]).expect("loads");
+        assert!(!cal.is_working_day(d("2027-08-30")));
+        assert!(
+            cal.is_working_day(d("2027-05-10")),
+            "the cancellation stands"
+        );
+        assert!(!cal.is_working_day(d("2027-05-03")));
+        assert!(cal.is_short_day(d("2027-08-27")));
+        assert!(!cal.covers(2027), "an overlay covers nothing");
+        assert_eq!(cal.working_days_in_year(2027), Some(249 - 1 + 1));
+        // A short day on a statutory day off is refused, as on any day off.
+        let bad = overlay
+            .replace("expected_working_days = 249\n", "")
+            .replace("2027-08-27", "2027-01-05");
+        assert!(matches!(
+            Calendar::from_toml_strs(&[federal, ("region", &bad)]),
+            Err(CalendarError::ShortNotWorking { .. })
+        ));
+        // A later overlay that cancels an earlier overlay's day off keeps it cancelled.
+        let first = r#"
+            name = "a"
+            kind = "overlay"
+            [[year]]
+            year = 2027
+            source = "x"
+            non_working = ["2027-09-01"]
+        "#;
+        let second = first
+            .replace("name = \"a\"", "name = \"b\"")
+            .replace("non_working", "working");
+        let cal =
+            Calendar::from_toml_strs(&[federal, ("a", first), ("b", &second)]).expect("loads");
+        assert!(cal.is_working_day(d("2027-09-01")));
     }
 
     #[test]

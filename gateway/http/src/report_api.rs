@@ -191,7 +191,7 @@ fn rules(state: &AppState) -> (Tz, Arc<Calendar>) {
         Some(r) => (r.time_zone, r.calendar.get()),
         None => (
             mezhved_core::calendar::DEFAULT_TZ,
-            Arc::new(Calendar::builtin_ru_federal().unwrap_or_default()),
+            Arc::new(Calendar::builtin_ru_federal().unwrap_or_else(|_| Calendar::empty())),
         ),
     }
 }

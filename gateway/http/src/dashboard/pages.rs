@@ -1482,7 +1482,10 @@ pub async fn evaluation(
         Some(r) => (r.time_zone, r.calendar.get()),
         None => (
             mezhved_core::calendar::DEFAULT_TZ,
-            Arc::new(mezhved_core::calendar::Calendar::builtin_ru_federal().unwrap_or_default()),
+            Arc::new(
+                mezhved_core::calendar::Calendar::builtin_ru_federal()
+                    .unwrap_or_else(|_| mezhved_core::calendar::Calendar::empty()),
+            ),
         ),
     };
     let (params, _, recorded) = match query.params(ui.now_ms(), tz) {

@@ -309,11 +309,16 @@ impl Exchange {
             let poll = match op {
                 Operation::GetRequest | Operation::GetResponse => {
                     selected = text("NamespaceURI").zip(text("RootElementLocalName"));
-                    Poll::Drain(
-                        selected
+                    Poll::Drain {
+                        queue: if op == Operation::GetRequest {
+                            mezhved_store::Queue::Requests
+                        } else {
+                            mezhved_store::Queue::Responses
+                        },
+                        selector: selected
                             .as_ref()
                             .map(|(ns, root)| (ns.as_str(), root.as_str())),
-                    )
+                    }
                 }
                 Operation::GetStatus | Operation::GetIncomingQueueStatistics => Poll::Look,
                 _ => Poll::No,

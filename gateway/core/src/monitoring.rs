@@ -7,6 +7,7 @@
 //! HTTP layer reads the store and the injected clock, then calls these rules, so they are
 //! unit-tested with plain numbers.
 
+use mezhved_store::Queue;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, RwLock};
@@ -37,8 +38,12 @@ pub enum Poll<'a> {
     /// GetStatus or GetIncomingQueueStatistics: the system is alive, but no queue is
     /// drained by it.
     Look,
-    /// GetRequest or GetResponse: drains every kind (`None`) or the selected one.
-    Drain(Option<(&'a str, &'a str)>),
+    /// GetRequest (the requests queue) or GetResponse (the responses queue): drains every
+    /// kind of that queue (`None`) or the selected one.
+    Drain {
+        queue: Queue,
+        selector: Option<(&'a str, &'a str)>,
+    },
 }
 
 #[derive(Debug, Default, Clone)]
@@ -49,29 +54,34 @@ struct Activity {
     drains: Drains,
 }
 
-/// When a system last drained its queues: without a selector (every kind) and per kind
-/// selected. Only answered GetRequest/GetResponse calls count.
+/// When a system last drained its queues: per queue, without a selector (every kind)
+/// and per kind selected. Only answered GetRequest/GetResponse calls count.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Drains {
-    pub every_kind_ms: Option<i64>,
-    pub kinds: HashMap<(String, String), i64>,
+    pub every_kind_ms: HashMap<Queue, i64>,
+    pub kinds: HashMap<(Queue, String, String), i64>,
 }
 
 impl Drains {
-    /// The last drain that took messages of this kind.
-    pub fn covering(&self, namespace: &str, root: &str) -> Option<i64> {
+    /// The last drain of `queue` that took messages of this kind.
+    pub fn covering(&self, queue: Queue, namespace: &str, root: &str) -> Option<i64> {
         let selected = self
             .kinds
-            .get(&(namespace.to_string(), root.to_string()))
+            .get(&(queue, namespace.to_string(), root.to_string()))
             .copied();
-        self.every_kind_ms.max(selected)
+        self.every_kind_ms.get(&queue).copied().max(selected)
     }
 
-    fn record(&mut self, selector: Option<(&str, &str)>, now_ms: i64) {
+    fn record(&mut self, queue: Queue, selector: Option<(&str, &str)>, now_ms: i64) {
         match selector {
-            None => self.every_kind_ms = Some(now_ms),
+            None => {
+                self.every_kind_ms.insert(queue, now_ms);
+            }
+            // A selector of nothing selects no kind of the registry.
+            Some(("", "")) => {}
             Some((ns, root)) => {
-                if let Some(at) = self.kinds.get_mut(&(ns.to_string(), root.to_string())) {
+                let key = (queue, ns.to_string(), root.to_string());
+                if let Some(at) = self.kinds.get_mut(&key) {
                     *at = now_ms;
                     return;
                 }
@@ -85,8 +95,7 @@ impl Drains {
                         self.kinds.remove(&oldest);
                     }
                 }
-                self.kinds
-                    .insert((ns.to_string(), root.to_string()), now_ms);
+                self.kinds.insert(key, now_ms);
             }
         }
     }
@@ -135,8 +144,8 @@ impl Monitor {
         if poll != Poll::No {
             a.last_poll_ms = Some(now_ms);
         }
-        if let (Poll::Drain(selector), Outcome::Ok) = (poll, outcome) {
-            a.drains.record(selector, now_ms);
+        if let (Poll::Drain { queue, selector }, Outcome::Ok) = (poll, outcome) {
+            a.drains.record(queue, selector, now_ms);
         }
         if outcome == Outcome::Ok {
             a.last_success_ms = Some(now_ms);
@@ -177,11 +186,33 @@ impl Monitor {
         s
     }
 
-    /// When `system` last drained its queues, per kind; `None` if this node has seen no
-    /// call of it since it started.
-    pub fn drains(&self, system: &str) -> Option<Drains> {
-        let map = self.activity.lock().ok()?;
-        map.get(system).map(|a| a.drains.clone())
+    /// When `system` last drained its queues, per queue and kind, as this node saw it.
+    pub fn drains(&self, system: &str) -> Drains {
+        let Ok(map) = self.activity.lock() else {
+            return Drains::default();
+        };
+        map.get(system)
+            .map(|a| a.drains.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every system's drains, for a flush to the store: (system, queue, selected kind or
+    /// `None` for every kind, when).
+    #[allow(clippy::type_complexity)]
+    pub fn all_drains(&self) -> Vec<(String, Queue, Option<(String, String)>, i64)> {
+        let Ok(map) = self.activity.lock() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (system, a) in map.iter() {
+            for (q, at) in &a.drains.every_kind_ms {
+                out.push((system.clone(), *q, None, *at));
+            }
+            for ((q, ns, root), at) in &a.drains.kinds {
+                out.push((system.clone(), *q, Some((ns.clone(), root.clone())), *at));
+            }
+        }
+        out
     }
 
     /// Every system's last poll and last success, for a flush to the store.
@@ -945,40 +976,58 @@ mod tests {
     }
 
     #[test]
-    fn drains_cover_every_kind_or_the_selected_one_and_stay_bounded() {
+    fn drains_cover_every_kind_or_the_selected_one_of_their_queue_and_stay_bounded() {
         let m = Monitor::default();
-        assert_eq!(m.drains("P"), None);
+        let drain = |selector| Poll::Drain {
+            queue: Queue::Requests,
+            selector,
+        };
+        assert_eq!(m.drains("P"), Drains::default());
         // Looking at statuses keeps a system alive but drains nothing.
         m.record("P", Poll::Look, Outcome::Ok, 1_000);
-        let d = m.drains("P").expect("seen");
-        assert_eq!(d.covering("ns", "A"), None);
+        let d = m.drains("P");
+        assert_eq!(d.covering(Queue::Requests, "ns", "A"), None);
         // A selected drain covers its kind only; a failed one covers nothing.
-        m.record("P", Poll::Drain(Some(("ns", "A"))), Outcome::Ok, 2_000);
-        m.record("P", Poll::Drain(Some(("ns", "B"))), Outcome::Fault, 2_500);
-        let d = m.drains("P").expect("seen");
-        assert_eq!(d.covering("ns", "A"), Some(2_000));
-        assert_eq!(d.covering("ns", "B"), None);
+        m.record("P", drain(Some(("ns", "A"))), Outcome::Ok, 2_000);
+        m.record("P", drain(Some(("ns", "B"))), Outcome::Fault, 2_500);
+        let d = m.drains("P");
+        assert_eq!(d.covering(Queue::Requests, "ns", "A"), Some(2_000));
+        assert_eq!(d.covering(Queue::Requests, "ns", "B"), None);
+        // A drain of the responses queue says nothing about requests.
+        m.record(
+            "P",
+            Poll::Drain {
+                queue: Queue::Responses,
+                selector: None,
+            },
+            Outcome::Ok,
+            2_800,
+        );
+        let d = m.drains("P");
+        assert_eq!(d.covering(Queue::Requests, "ns", "B"), None);
+        assert_eq!(d.covering(Queue::Responses, "ns", "B"), Some(2_800));
         // An unselected drain covers every kind; a later selected one moves its kind on.
-        m.record("P", Poll::Drain(None), Outcome::Ok, 3_000);
-        m.record("P", Poll::Drain(Some(("ns", "A"))), Outcome::Ok, 4_000);
-        let d = m.drains("P").expect("seen");
-        assert_eq!(d.covering("ns", "A"), Some(4_000));
-        assert_eq!(d.covering("ns", "B"), Some(3_000));
+        m.record("P", drain(None), Outcome::Ok, 3_000);
+        m.record("P", drain(Some(("ns", "A"))), Outcome::Ok, 4_000);
+        let d = m.drains("P");
+        assert_eq!(d.covering(Queue::Requests, "ns", "A"), Some(4_000));
+        assert_eq!(d.covering(Queue::Requests, "ns", "B"), Some(3_000));
         assert_eq!(m.summary("P", 0).last_poll_ms, Some(4_000));
+        assert_eq!(m.all_drains().len(), 3, "every kind of two queues, and A");
         // Any number of selectors keeps at most the bound, the most recent ones.
         for i in 0..1_000 {
-            m.record(
-                "P",
-                Poll::Drain(Some(("junk", &i.to_string()))),
-                Outcome::Ok,
-                10_000 + i,
-            );
+            let root = i.to_string();
+            let poll = Poll::Drain {
+                queue: Queue::Requests,
+                selector: Some(("junk", root.as_str())),
+            };
+            m.record("P", poll, Outcome::Ok, 10_000 + i);
         }
-        let d = m.drains("P").expect("seen");
+        let d = m.drains("P");
         assert_eq!(d.kinds.len(), KIND_DRAINS_PER_SYSTEM);
-        assert_eq!(d.covering("junk", "999"), Some(10_999));
+        assert_eq!(d.covering(Queue::Requests, "junk", "999"), Some(10_999));
         assert_eq!(
-            d.covering("junk", "0"),
+            d.covering(Queue::Requests, "junk", "0"),
             Some(3_000),
             "fell off: every-kind drain"
         );

@@ -237,17 +237,34 @@ pub async fn overview(state: &AppState, now_ms: i64) -> Result<Overview, Problem
             .iter()
             .filter_map(|pem| certificate_days_left(pem.as_bytes(), now_ms))
             .min();
-        // The polling rule looks at drains: when a GetRequest/GetResponse last took this
-        // kind's messages (a GetStatus keeps nothing moving). A node that has not seen the
-        // system since it started falls back to the stored last poll (another node's, or
-        // from before the restart).
+        // The polling rule looks at drains: when a GetRequest (for a provider's kinds) or
+        // a GetResponse (for a consumer's) last took this kind's messages — a GetStatus
+        // keeps nothing moving. This node's memory and every node's flushes, the later
+        // wins; with no drain known anywhere (a store from before drains were kept), the
+        // stored last poll stands in.
         let drains = monitor.drains(&s.mnemonic);
+        let flushed: Vec<&mezhved_store::SystemDrain> = snap
+            .drains
+            .iter()
+            .filter(|d| d.system == s.mnemonic)
+            .collect();
         let stored_poll = stored
             .get(s.mnemonic.as_str())
             .and_then(|a| a.last_poll_at_ms);
-        let covering = |ns: &str, root: &str| match &drains {
-            Some(d) => d.covering(ns, root),
-            None => stored_poll,
+        let nothing_known =
+            drains == mezhved_core::monitoring::Drains::default() && flushed.is_empty();
+        let covering = |queue: mezhved_store::Queue, ns: &str, root: &str| {
+            if nothing_known {
+                return stored_poll;
+            }
+            let from_store = flushed
+                .iter()
+                .filter(|d| {
+                    d.queue == queue && d.kind.as_ref().is_none_or(|(n, r)| n == ns && r == root)
+                })
+                .map(|d| d.drained_at_ms)
+                .max();
+            drains.covering(queue, ns, root).max(from_store)
         };
         // The system's own silence: that of its most neglected kind with messages waiting.
         let mut silent: Option<Option<i64>> = None;
@@ -264,7 +281,12 @@ pub async fn overview(state: &AppState, now_ms: i64) -> Result<Overview, Problem
                 .iter()
                 .find(|k| k.namespace == *ns && k.root_element == *root);
             let provider = registered.is_some_and(|k| k.provider_system == s.mnemonic);
-            let drained = covering(ns, root);
+            let queue = if provider {
+                mezhved_store::Queue::Requests
+            } else {
+                mezhved_store::Queue::Responses
+            };
+            let drained = covering(queue, ns, root);
             let poll_age_ms = age(drained);
             if acc.pending > 0 {
                 silent = Some(match (silent, poll_age_ms) {
@@ -841,7 +863,7 @@ pub fn health_router() -> Router<Arc<AppState>> {
         .route("/health/ready", get(ready))
 }
 
-/// Writes this node's last poll and last success per system to the store (the alert loop
+/// Writes this node's last poll, last success and drains per system to the store (the alert loop
 /// does, every interval), so they survive a restart and other nodes see them.
 pub async fn flush_activity(state: &AppState) -> Result<(), mezhved_store::StoreError> {
     let activity: Vec<mezhved_store::SystemActivity> = state
@@ -855,6 +877,21 @@ pub async fn flush_activity(state: &AppState) -> Result<(), mezhved_store::Store
             last_success_at_ms: success,
         })
         .collect();
+    let drains: Vec<mezhved_store::SystemDrain> = state
+        .exchange
+        .monitor()
+        .all_drains()
+        .into_iter()
+        .map(|(system, queue, kind, at)| mezhved_store::SystemDrain {
+            system,
+            queue,
+            kind,
+            drained_at_ms: at,
+        })
+        .collect();
+    if !drains.is_empty() {
+        state.store.save_drains(drains).await?;
+    }
     if activity.is_empty() {
         return Ok(());
     }

@@ -213,6 +213,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> BoxFuture<'_, Result<MonitoringSnapshot>>;
     /// Keeps the later of the stored and the given last poll / last success per system.
     fn save_activity(&self, activity: Vec<SystemActivity>) -> BoxFuture<'_, Result<()>>;
+    /// Moves each (system, queue, kind) drain time forward to the given one.
+    fn save_drains(&self, drains: Vec<SystemDrain>) -> BoxFuture<'_, Result<()>>;
     /// Open overdue requests, earliest overdue first.
     fn overdue_requests(&self, limit: usize) -> BoxFuture<'_, Result<Vec<OverdueRequest>>>;
     /// The alerts open now.

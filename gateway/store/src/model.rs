@@ -556,11 +556,22 @@ pub struct SystemActivity {
     pub last_success_at_ms: Option<i64>,
 }
 
+/// When a system last drained a queue (ms): every kind (`kind` `None`) or one selected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemDrain {
+    pub system: String,
+    pub queue: Queue,
+    pub kind: Option<(String, String)>,
+    pub drained_at_ms: i64,
+}
+
 /// What the monitoring reads from the store in one go (cheap: partial indexes).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MonitoringSnapshot {
     /// Every system's flushed activity.
     pub activity: Vec<SystemActivity>,
+    /// Every system's flushed drains.
+    pub drains: Vec<SystemDrain>,
     pub queues: Vec<QueueAge>,
     pub overdue: Vec<OverdueCount>,
     /// Requests closed since the window's start (at most a bounded number, newest first).

@@ -37,6 +37,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (5, include_str!("../migrations/0005_push.sql")),
     (6, include_str!("../migrations/0006_monitoring.sql")),
     (7, include_str!("../migrations/0007_monitoring_indexes.sql")),
+    (8, include_str!("../migrations/0008_system_drains.sql")),
 ];
 
 /// Every (recipient, queue, kind) with pending messages, its count and its oldest
@@ -2176,8 +2177,33 @@ impl Store for SqliteStore {
                     })
                 })?
                 .collect::<std::result::Result<_, _>>()?;
+            let drains = c
+                .prepare_cached(
+                    "SELECT system, queue, kind_namespace, kind_root, drained_at FROM system_drains",
+                )?
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })?
+                .collect::<std::result::Result<Vec<_>, _>>()?
+                .into_iter()
+                .filter_map(|(system, q, ns, root, at)| {
+                    Some(SystemDrain {
+                        system,
+                        queue: Queue::from_code(q)?,
+                        kind: (!(ns.is_empty() && root.is_empty())).then_some((ns, root)),
+                        drained_at_ms: at,
+                    })
+                })
+                .collect();
             Ok(MonitoringSnapshot {
                 activity,
+                drains,
                 queues,
                 overdue,
                 answer_times,
@@ -2198,6 +2224,22 @@ impl Store for SqliteStore {
             )?;
             for a in &activity {
                 st.execute(params![a.system, a.last_poll_at_ms, a.last_success_at_ms])?;
+            }
+            Ok(((), false))
+        }))
+    }
+
+    fn save_drains(&self, drains: Vec<SystemDrain>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.write(move |tx| {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO system_drains (system, queue, kind_namespace, kind_root, drained_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (system, queue, kind_namespace, kind_root) DO UPDATE SET
+                     drained_at = max(drained_at, excluded.drained_at)",
+            )?;
+            for d in &drains {
+                let (ns, root) = d.kind.clone().unwrap_or_default();
+                st.execute(params![d.system, d.queue.code(), ns, root, d.drained_at_ms])?;
             }
             Ok(((), false))
         }))

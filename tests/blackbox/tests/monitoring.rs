@@ -747,3 +747,50 @@ async fn one_store_read_serves_every_reader_for_the_snapshot_interval() {
     assert_eq!(system(&gw, PROVIDER).await["pending"], 2);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn only_a_drain_of_its_own_queue_keeps_a_provider_polling_and_drains_outlive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = TestGateway::start_in(test_config(dir.path())).await;
+    gw.clock.set(t("2026-12-02T07:00:00Z"));
+    let provider = gw.provider();
+    expect_ok(&provider.call(client::get_request(None, gw.now())).await);
+    send_one(&gw, "waiting").await;
+    // For 16 minutes the provider fetches answers (GetResponse) but never requests.
+    for _ in 0..4 {
+        gw.clock.advance(Duration::from_secs(4 * 60));
+        expect_ok(&provider.call(client::get_response(None, gw.now())).await);
+    }
+    let s = system(&gw, PROVIDER).await;
+    assert_eq!(s["state"], "red", "{s}");
+    assert_eq!(
+        s["rule"], "red: no poll for 16 min while 1 message waits",
+        "{s}"
+    );
+    // The drains are flushed with the activity and read back after a restart: the
+    // silence is still counted from 07:00, though this node has just seen a GetStatus.
+    mezhved_http::monitoring_api::flush_activity(&gw.state)
+        .await
+        .expect("flush");
+    gw.stop().await;
+    let gw = TestGateway::start_in(test_config(dir.path())).await;
+    gw.clock.set(t("2026-12-02T07:20:00Z"));
+    expect_ok(&gw.provider().call(client::get_status(gw.now())).await);
+    let s = system(&gw, PROVIDER).await;
+    assert_eq!(
+        s["rule"], "red: no poll for 20 min while 1 message waits",
+        "{s}"
+    );
+    let birth = s["kinds"]
+        .as_array()
+        .expect("kinds")
+        .iter()
+        .find(|k| k["root_element"] == BIRTH_ROOT)
+        .cloned()
+        .expect("birth");
+    assert_eq!(
+        birth["last_drain_at"], "2026-12-02T07:00:00.000Z",
+        "{birth}"
+    );
+    gw.stop().await;
+}

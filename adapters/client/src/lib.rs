@@ -54,7 +54,7 @@ fn transport_error(e: hyper_util::client::legacy::Error) -> ClientError {
     match std::error::Error::source(&e).and_then(mezhved_net::connect_error) {
         Some(c) if c.is_tls() => ClientError::Http(format!("TLS: {}", c.message())),
         Some(c) => ClientError::Http(c.message().to_string()),
-        None => ClientError::Http(e.to_string()),
+        None => ClientError::Http(mezhved_net::error_chain(&e)),
     }
 }
 

@@ -257,7 +257,7 @@ async fn post_json(url: &str, body: &[u8], allow_plain_http: bool) -> Result<(),
     let response = client.request(request).await.map_err(|e| {
         match std::error::Error::source(&e).and_then(mezhved_net::connect_error) {
             Some(c) => c.message().to_string(),
-            None => e.to_string(),
+            None => mezhved_net::error_chain(&e),
         }
     })?;
     let status = response.status();

@@ -73,6 +73,50 @@ impl ConnectError {
     }
 }
 
+/// An error and its sources, `: `-joined (hyper's own text alone says only "client
+/// error (SendRequest)").
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// How long one address of a host may take to accept before the next is tried: a host
+/// whose IPv6 address is unreachable must not cost the whole call's time.
+const CONNECT_PER_ADDRESS: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// TCP to the first of `host`'s addresses that accepts, each tried for at most
+/// [`CONNECT_PER_ADDRESS`] (the last one without that bound: the caller's own timeout
+/// governs it).
+async fn connect_any(host: &str, port: u16) -> io::Result<TcpStream> {
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+    for (i, addr) in addrs.iter().enumerate() {
+        let attempt = TcpStream::connect(addr);
+        let result = if i + 1 < addrs.len() {
+            match tokio::time::timeout(CONNECT_PER_ADDRESS, attempt).await {
+                Ok(r) => r,
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{addr} did not answer"),
+                )),
+            }
+        } else {
+            attempt.await
+        };
+        match result {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// The [`ConnectError`] behind a hyper client error, if connecting is what failed.
 pub fn connect_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a ConnectError> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
@@ -262,7 +306,7 @@ impl tower_service::Service<Uri> for Connector {
                 .trim_end_matches(']')
                 .to_string();
             let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-            let tcp = TcpStream::connect((host.as_str(), port))
+            let tcp = connect_any(&host, port)
                 .await
                 .map_err(|e| fail(false, format!("cannot connect to {host}:{port}: {e}")))?;
             // Small SOAP messages: do not wait to fill segments.
@@ -287,5 +331,62 @@ impl tower_service::Service<Uri> for Connector {
             })?;
             Ok(Conn(TokioIo::new(Stream::Tls(stream))))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connects_to_a_listening_address_and_names_a_refusing_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        assert!(connect_any("127.0.0.1", port).await.is_ok());
+        // `localhost` may name ::1 first, where nothing listens: the next address is tried.
+        assert!(connect_any("localhost", port).await.is_ok());
+        drop(listener);
+        let e = connect_any("127.0.0.1", port).await.expect_err("refused");
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e}");
+    }
+
+    #[test]
+    fn a_connector_refuses_half_a_client_identity_and_missing_roots() {
+        let half = TlsSettings {
+            client_certificate: Some(PathBuf::from("/nonexistent/cert.pem")),
+            ..TlsSettings::default()
+        };
+        assert!(matches!(
+            Connector::new(&half),
+            Err(TlsSetupError::ClientCertificate { .. })
+        ));
+        let roots = TlsSettings {
+            ca_file: Some(PathBuf::from("/nonexistent/roots.pem")),
+            ..TlsSettings::default()
+        };
+        assert!(matches!(
+            Connector::new(&roots),
+            Err(TlsSetupError::CaFile { .. })
+        ));
+        assert!(Connector::new(&TlsSettings::default()).is_ok());
+    }
+
+    /// An error with a cause, as hyper's client error is.
+    #[derive(Debug, Error)]
+    #[error("client error (Connect)")]
+    struct Wrapper(#[source] ConnectError);
+
+    #[test]
+    fn an_error_chain_names_every_source() {
+        let e = Wrapper(ConnectError {
+            tls: true,
+            message: "handshake failed".into(),
+        });
+        assert_eq!(error_chain(&e), "client error (Connect): handshake failed");
+        assert!(connect_error(&e).is_some_and(ConnectError::is_tls));
+        assert_eq!(error_chain(&io::Error::other("reset")), "reset");
+        assert!(connect_error(&io::Error::other("reset")).is_none());
     }
 }

@@ -391,6 +391,18 @@ impl AdapterConfig {
                 self.gateway.url
             )),
         }
+        let tls_set = [
+            &self.gateway.tls_ca_file,
+            &self.gateway.tls_client_certificate,
+            &self.gateway.tls_client_key,
+        ]
+        .iter()
+        .any(|p| !p.as_os_str().is_empty());
+        if tls_set && !self.gateway.url.starts_with("https://") {
+            problems.push(
+                "gateway.tls_*: set for an https:// gateway.url only (this one is not TLS)".into(),
+            );
+        }
         if self.gateway.tls_client_certificate.as_os_str().is_empty()
             != self.gateway.tls_client_key.as_os_str().is_empty()
         {

@@ -1455,5 +1455,10 @@ async fn over_https_the_adapter_trusts_only_its_roots_and_presents_its_client_ce
         problems.to_string().contains("both or neither"),
         "{problems}"
     );
+    // TLS settings with a plain http:// URL would be silently unused: refused.
+    let mut plain = consumer_config(&gw.endpoint, &dirs.path().join("plain"));
+    plain.gateway.tls_ca_file = roots;
+    let problems = plain.validate().expect_err("TLS keys without TLS");
+    assert!(problems.to_string().contains("https://"), "{problems}");
     gw.stop().await;
 }

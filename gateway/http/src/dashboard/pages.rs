@@ -727,26 +727,10 @@ pub async fn agency(
     let open: Vec<_> = alerts.iter().filter(|a| ours(&a.subject)).collect();
     let _ = write!(
         b,
-        "</table><h2>{}</h2><table id=\"agency-alerts\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        "</table><h2>{}</h2>{}",
         p.l("alerts"),
-        p.l("rule"),
-        p.l("subject"),
-        p.l("opened"),
-        p.l("value"),
+        alerts_table(&p, "agency-alerts", &open)
     );
-    for a in &open {
-        let _ = write!(
-            b,
-            "<tr data-alert=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td></tr>",
-            esc(&a.rule),
-            esc(&a.rule),
-            esc(&a.subject),
-            esc(&time(a.opened_at_ms)),
-            esc(&a.value),
-            esc(&a.detail),
-        );
-    }
-    b.push_str("</table>");
     p.render(
         &format!("{} {}", t(p.lang, "agency"), agency.mnemonic),
         &format!("/ui/agencies/{}", url(&agency.mnemonic)),
@@ -860,14 +844,21 @@ pub async fn alerts(
         Ok(r) => r,
         Err(e) => return p.error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
+    let all: Vec<_> = rows.iter().collect();
+    let b = alerts_table(&p, "alerts", &all);
+    p.render(t(p.lang, "alerts"), "/ui/alerts", &b, None)
+}
+
+/// A table of open alerts (the alerts page, an agency's page).
+fn alerts_table(p: &Page, id: &str, rows: &[&mezhved_store::ActiveAlert]) -> String {
     let mut b = format!(
-        "<table id=\"alerts\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        "<table id=\"{id}\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
         p.l("rule"),
         p.l("subject"),
         p.l("opened"),
         p.l("value"),
     );
-    for a in &rows {
+    for a in rows {
         let _ = write!(
             b,
             "<tr data-alert=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td></tr>",
@@ -880,7 +871,7 @@ pub async fn alerts(
         );
     }
     b.push_str("</table>");
-    p.render(t(p.lang, "alerts"), "/ui/alerts", &b, None)
+    b
 }
 
 pub async fn registry(

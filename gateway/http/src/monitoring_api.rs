@@ -30,7 +30,8 @@ use std::sync::Arc;
 /// bounded read (each sample is a row lookup) however busy the region is.
 pub const MAX_ANSWER_SAMPLES: usize = 4_000;
 
-fn time(ms: i64) -> String {
+/// An instant (ms) as the answers write it: `xs:dateTime` in UTC.
+pub(crate) fn time(ms: i64) -> String {
     xs_datetime(from_ms(ms))
 }
 

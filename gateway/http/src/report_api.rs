@@ -371,7 +371,9 @@ pub fn csv(report: &Report) -> String {
     out
 }
 
-fn esc(s: &str) -> String {
+/// HTML-escapes `s` (element content and quoted attribute values); the dashboard's pages
+/// use it too.
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -3400,6 +3400,38 @@ struct PollStats {
     bytes: u64,
 }
 
+/// One GET of `path` as the bench operator (its token and its dashboard session);
+/// answers the body's length, or why it failed (a status other than 2xx included).
+async fn operator_get(
+    http: &hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<Bytes>,
+    >,
+    base: &str,
+    path: &str,
+    session: &str,
+) -> Result<u64, String> {
+    let uri = format!("{base}{path}");
+    let request = hyper::Request::get(&uri)
+        .header(
+            hyper::header::AUTHORIZATION,
+            format!("Bearer {BENCH_OPERATOR_TOKEN}"),
+        )
+        .header(hyper::header::COOKIE, session)
+        .body(http_body_util::Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    match http.request(request).await {
+        Ok(response) if response.status().is_success() => response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes().len() as u64)
+            .map_err(|e| e.to_string()),
+        Ok(response) => Err(format!("{uri}: HTTP {}", response.status())),
+        Err(e) => Err(format!("{uri}: {e}")),
+    }
+}
+
 /// GETs each of `paths` on `base` once a second until `stop` (the dashboard's overview
 /// page with a session, its API, and a Prometheus scraper).
 async fn poll_monitoring(
@@ -3423,28 +3455,8 @@ async fn poll_monitoring(
     while !stop.load(Ordering::Relaxed) {
         tick.tick().await;
         for path in &paths {
-            let uri = format!("{base}{path}");
-            let request = hyper::Request::get(&uri)
-                .header(
-                    hyper::header::AUTHORIZATION,
-                    format!("Bearer {BENCH_OPERATOR_TOKEN}"),
-                )
-                .header(hyper::header::COOKIE, &session)
-                .body(http_body_util::Full::new(Bytes::new()));
             let t0 = mono();
-            let result = match request {
-                Ok(r) => match http.request(r).await {
-                    Ok(response) if response.status().is_success() => response
-                        .into_body()
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes().len() as u64)
-                        .map_err(|e| e.to_string()),
-                    Ok(response) => Err(format!("{uri}: HTTP {}", response.status())),
-                    Err(e) => Err(format!("{uri}: {e}")),
-                },
-                Err(e) => Err(e.to_string()),
-            };
+            let result = operator_get(&http, &base, path, &session).await;
             stats.polls += 1;
             match result {
                 Ok(n) => {
@@ -3486,26 +3498,7 @@ fn poll_costs(
         for path in owned {
             let before = cpu_snapshot();
             for _ in 0..GETS {
-                let request = hyper::Request::get(format!("{base}{path}"))
-                    .header(
-                        hyper::header::AUTHORIZATION,
-                        format!("Bearer {BENCH_OPERATOR_TOKEN}"),
-                    )
-                    .header(hyper::header::COOKIE, &session)
-                    .body(http_body_util::Full::new(Bytes::new()))
-                    .map_err(|e| e.to_string())?;
-                let response = http
-                    .request(request)
-                    .await
-                    .map_err(|e| format!("{path}: {e}"))?;
-                if !response.status().is_success() {
-                    return Err(format!("{path}: HTTP {}", response.status()));
-                }
-                response
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|e| e.to_string())?;
+                operator_get(&http, &base, path, &session).await?;
             }
             let after = cpu_snapshot();
             let ticks = after.process.saturating_sub(before.process) as f64;

@@ -5,7 +5,7 @@ use super::auth::{self, Role, Session};
 use super::i18n::{t, Lang};
 use super::{field, form, html, lang_of, read_form, require, secure, Ui};
 use crate::journal_api::{self, Auditor};
-use crate::monitoring_api::{self, SystemHealth};
+use crate::monitoring_api::{self, time, SystemHealth};
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,21 +16,8 @@ use serde_json::{json, Value};
 use std::fmt::Write;
 use std::sync::Arc;
 
-/// HTML-escapes `text` (element content and quoted attribute values).
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// HTML-escapes text (element content and quoted attribute values): the report's.
+pub(crate) use crate::report_api::esc;
 
 /// Percent-encodes a path segment or query value.
 pub fn url(text: &str) -> String {
@@ -737,10 +724,6 @@ pub async fn agency(
         &b,
         Some(10),
     )
-}
-
-fn time(ms: i64) -> String {
-    mezhved_core::clock::xs_datetime(mezhved_core::clock::from_ms(ms))
 }
 
 /// Every queue with messages waiting: per recipient system and queue (requests,
